@@ -1,0 +1,13 @@
+FROM python:3.11-slim
+WORKDIR /app
+RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 && rm -rf /var/lib/apt/lists/*
+COPY pyproject.toml README.md ./
+COPY bot ./bot
+COPY connectors ./connectors
+RUN pip install --no-cache-dir .
+COPY config.yaml ./
+COPY prompts ./prompts
+COPY knowledge ./knowledge
+ENV RELAYDESK_CONFIG=/app/config.yaml
+VOLUME /app/data
+CMD ["relaydesk", "chat"]

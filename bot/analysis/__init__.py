@@ -1,0 +1,1 @@
+"""Offline text analysis of customer messages: language, sentiment and rule-based intent signals."""

@@ -1,0 +1,90 @@
+"""Rule-based signals: does the customer ask for a person, and how soon must someone look."""
+
+from __future__ import annotations
+
+import re
+
+from bot.analysis.sentiment import NEGATIVE_THRESHOLD, POSITIVE_THRESHOLD
+from bot.domain import Priority
+
+STRONG_NEGATIVE = -0.6  # sentiment score at or below which a message is "strongly negative"
+
+_MAX_CHARS = 5000
+
+_EN_PERSON = (
+    r"(?:human|humans|(?:real |live |actual )?(?:person|people)|agent|operator|representative|rep|manager"
+    r"|supervisor|someone|somebody|staff|employee|customer (?:service|support)|support team)"
+)
+_EN_STAFF = r"(?:human|agent|operator|representative|rep|manager|supervisor)"  # never ambiguous
+_EN_ARTICLES = r"(?:(?:a|an|the|some|your|one of your|real|live|actual|human)\s+){0,3}"
+# Russian requests use the accusative/instrumental/genitive ("позовите оператора", "с человеком")
+# or "к" + dative; a mere mention ("оператор был вежлив") has no request verb near it.
+_RU_PERSON = (
+    r"(?:оператор(?:а|ом|ы)?|человек(?:а|ом)|менеджер(?:а|ом)?|сотрудник(?:а|ом)|специалист(?:а|ом)?"
+    r"|консультант(?:а|ом)?|администратор(?:а|ом)?|людьми|поддержк(?:ой|у)"
+    r"|к\s+(?:живому\s+)?(?:оператору|человеку|менеджеру|сотруднику|специалисту|консультанту))"
+)
+_RU_VERB = (
+    r"(?:позов\w*|зов\w*|позвать|соедин\w*|переключ\w*|перевед\w*|перевест\w*|дайте|дай|хочу|нужен|нужна"
+    r"|нужно|надо|можно|свяж\w*|связат\w*|подключ\w*|пригласи\w*|вызов\w*|вызвать|поговорить|пообщаться"
+    r"|общаться|говорить|обрат\w*|требую|давайте)"
+)
+_RU_WINDOW = r"(?:[^\w.!?]+\w+){0,4}?[^\w.!?]+"  # up to four words, within one sentence
+_RU_ABOUT = r"(?<!на )(?<!про )(?<!\bо )(?<!об )"  # "пожаловаться на оператора" is not a request
+_WANTS_HUMAN = re.compile(
+    r"(?:^|\s)/(?:human|operator|agent|оператор)\b"  # bot commands
+    rf"|\b(?:talk|speak|chat)(?:ing)?\s+(?:to|with)\s+{_EN_ARTICLES}{_EN_PERSON}\b"
+    rf"|\b(?:connect|transfer|put|pass|escalate|switch|forward)\w*\s+(?:(?:me|us|this|it)\s+)?"
+    rf"(?:(?:through|over)\s+)?(?:to|with)\s+{_EN_ARTICLES}{_EN_PERSON}\b"
+    rf"|\b(?:want|need|get|give|bring|call|let me have|can i have)(?:\s+me)?\s+{_EN_ARTICLES}{_EN_STAFF}\b"
+    r"|\b(?:human|person|someone|somebody|agent) (?:i|we) can (?:talk|speak|chat)\b"
+    r"|\b(?:real|live|actual) (?:human|person|agent|people|operator)\b"
+    r"|\b(?:human|person|agent|operator|representative) (?:please|pls|plz)\b"
+    rf"|\b{_RU_VERB}{_RU_WINDOW}{_RU_ABOUT}{_RU_PERSON}\b"
+    rf"|\b{_RU_PERSON}[^\w.!?]+(?:\w+[^\w.!?]+)?(?:позов\w*|зов\w*|дайте|дай|пожалуйста|please|мне|сюда)\b"
+    r"|\bживо(?:й|го|м|му) человек\w*|\bчеловек\w*,? а не бот\w*|\bне с ботом\b",
+    re.IGNORECASE,
+)
+# A whole message that is just the name of a person ("Оператор!", "human", "менеджера").
+_ONLY_PERSON = re.compile(
+    r"\W*(?:human|operator|agent|representative|person|оператор\w*|человек\w*|менеджер\w*|живой человек)"
+    r"\W*(?:please|pls|пожалуйста)?\W*",
+    re.IGNORECASE,
+)
+# "I don't want to talk to a human", "не надо оператора": a negation just before the request.
+_REFUSAL = re.compile(r"\b(?:don't|do not|dont|no need to|not|never|не|нет|без)\s+(?:\w+\s+){0,2}$", re.IGNORECASE)
+
+_URGENCY = re.compile(
+    r"\b(?:urgent\w*|asap|immediately|right now|right away|emergency|срочн\w*|немедленно|сейчас же"
+    r"|как можно (?:скорее|быстрее)|безотлагательно)\b",
+    re.IGNORECASE,
+)
+_THREAT = re.compile(
+    r"\b(?:sue|suing|lawsuit|lawyer\w*|attorney\w*|court|police|legal action|chargeback|суд|суда|суде"
+    r"|судом|судебн\w*|засуж\w*|юрист\w*|адвокат\w*|полици\w*|прокуратур\w*|роспотребнадзор\w*"
+    r"|защит\w* прав потребител\w*)\b",
+    re.IGNORECASE,
+)
+
+
+def wants_human(text: str) -> bool:
+    """True when the customer explicitly asks for a person (not when one is merely mentioned)."""
+    sample = text[:_MAX_CHARS]
+    if _ONLY_PERSON.fullmatch(sample):
+        return True
+    return any(not _REFUSAL.search(sample, 0, match.start()) for match in _WANTS_HUMAN.finditer(sample))
+
+
+def priority(sentiment_score: float, text: str, wants_human: bool) -> Priority:
+    """How soon an operator should look: threats and urgent anger first, thanks last."""
+    sample = text[:_MAX_CHARS]
+    pressing = bool(_URGENCY.search(sample) or _THREAT.search(sample))
+    if pressing and sentiment_score <= STRONG_NEGATIVE:
+        return Priority.URGENT
+    if pressing or sentiment_score <= STRONG_NEGATIVE:
+        return Priority.HIGH
+    if wants_human and sentiment_score <= NEGATIVE_THRESHOLD:
+        return Priority.HIGH
+    if sentiment_score >= POSITIVE_THRESHOLD and not wants_human and "?" not in sample:
+        return Priority.LOW  # thanks and small talk; a question still deserves a normal answer
+    return Priority.NORMAL

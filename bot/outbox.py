@@ -1,0 +1,176 @@
+"""The persisted outbox: every message out of the desk waits here until its channel takes it.
+
+Rows are written in the same transaction as the state change that caused them, so a crash either
+loses both or neither. Delivery is at-least-once and in order per conversation and channel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col, select
+
+from bot.config import OutboxSettings
+from bot.ports import RetryLater, Sender, Undeliverable
+from bot.storage.models import Conversation, Customer, Delivery, utcnow
+
+log = logging.getLogger(__name__)
+
+LEASE = timedelta(seconds=120)  # a worker that dies mid-delivery frees its rows after this
+
+
+def enqueue(
+    session: AsyncSession,
+    channel: str,
+    kind: str,
+    payload: dict[str, Any],
+    conversation_id: int | None = None,
+    dedup_key: str | None = None,
+) -> Delivery:
+    delivery = Delivery(
+        channel=channel, kind=kind, payload=payload, conversation_id=conversation_id, dedup_key=dedup_key
+    )
+    session.add(delivery)
+    return delivery
+
+
+class Outbox:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        settings: OutboxSettings,
+        senders: dict[str, Sender] | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._settings = settings
+        self._senders: dict[str, Sender] = dict(senders or {})
+        self._wake = asyncio.Event()
+
+    def register(self, channel: str, sender: Sender) -> None:
+        self._senders[channel] = sender
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self, poll_s: float = 1.0) -> None:
+        """Deliver forever: at once when woken, otherwise every `poll_s` (for retries that fall due)."""
+        while True:
+            try:
+                await self.deliver_due()
+            except Exception:  # a database hiccup must not kill delivery for good
+                log.exception("outbox: delivery pass failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), poll_s)
+            self._wake.clear()
+
+    async def deliver_due(self, limit: int = 200) -> int:
+        """One pass over pending rows; returns how many were delivered."""
+        claimed = await self._claim(limit)
+        delivered = 0
+        blocked: set[tuple[str, int | None]] = set()
+        for delivery in claimed:
+            key = (delivery.channel, delivery.conversation_id)
+            if key in blocked and delivery.conversation_id is not None:
+                await self._release(delivery)  # keep order: wait behind the one that failed
+                continue
+            if await self._deliver(delivery):
+                delivered += 1
+            else:
+                blocked.add(key)
+        return delivered
+
+    async def _claim(self, limit: int) -> list[Delivery]:
+        now = utcnow()
+        async with self._sessions() as session, session.begin():
+            query = (
+                select(Delivery)
+                .where(Delivery.status == "pending")
+                .where(col(Delivery.channel).in_(list(self._senders)))
+                .order_by(col(Delivery.id))
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+            rows = list((await session.execute(query)).scalars())
+            waiting: set[tuple[str, int | None]] = set()
+            claimed = []
+            for row in rows:
+                key = (row.channel, row.conversation_id)
+                if row.next_attempt_at > now or (key in waiting and row.conversation_id is not None):
+                    waiting.add(key)  # an earlier message of this conversation is not due yet
+                    continue
+                row.next_attempt_at = now + LEASE
+                claimed.append(row)
+        return claimed
+
+    async def _release(self, delivery: Delivery) -> None:
+        async with self._sessions() as session, session.begin():
+            row = await session.get(Delivery, delivery.id)
+            if row is not None:
+                row.next_attempt_at = utcnow()
+
+    async def _deliver(self, delivery: Delivery) -> bool:
+        sender = self._senders[delivery.channel]
+        try:
+            ref = await sender.deliver(delivery)
+        except Undeliverable as exc:
+            await self._finish(delivery, "dead", str(exc), undeliverable=True)
+            log.warning("outbox: delivery %s to %s undeliverable: %s", delivery.id, delivery.channel, exc)
+            return False
+        except RetryLater as exc:
+            await self._retry(delivery, str(exc), exc.after_s)
+            return False
+        except Exception as exc:
+            await self._retry(delivery, f"{type(exc).__name__}: {exc}", None)
+            return False
+        await self._finish(delivery, "sent", "", ref=ref)
+        return True
+
+    async def _retry(self, delivery: Delivery, error: str, after_s: float | None) -> None:
+        attempts = delivery.attempts + 1
+        if attempts >= self._settings.max_attempts:
+            log.error(
+                "outbox: delivery %s to %s failed %d times, parked as dead: %s",
+                delivery.id,
+                delivery.channel,
+                attempts,
+                error,
+            )
+            await self._finish(delivery, "dead", error)
+            return
+        backoff = min(self._settings.backoff_s * 2 ** (attempts - 1), self._settings.max_backoff_s)
+        delay = after_s if after_s is not None else backoff
+        log.info("outbox: delivery %s to %s will retry in %.1fs: %s", delivery.id, delivery.channel, delay, error)
+        async with self._sessions() as session, session.begin():
+            row = await session.get(Delivery, delivery.id)
+            if row is not None:
+                row.attempts = attempts
+                row.last_error = error[:500]
+                row.next_attempt_at = utcnow() + timedelta(seconds=delay)
+
+    async def _finish(
+        self, delivery: Delivery, status: str, error: str, ref: str | None = None, undeliverable: bool = False
+    ) -> None:
+        async with self._sessions() as session, session.begin():
+            row = await session.get(Delivery, delivery.id)
+            if row is None:
+                return
+            row.status = status
+            row.last_error = error[:500]
+            row.attempts += 1
+            if status == "sent":
+                row.sent_at = utcnow()
+                row.ref = ref
+            if ref and row.kind == "handoff" and row.conversation_id is not None:
+                conversation = await session.get(Conversation, row.conversation_id)
+                if conversation is not None:
+                    conversation.queue_thread = ref
+            if undeliverable and row.conversation_id is not None:
+                conversation = await session.get(Conversation, row.conversation_id)
+                customer = conversation and await session.get(Customer, conversation.customer_id)
+                if customer is not None and customer.channel == row.channel:
+                    customer.blocked = True  # e.g. the customer blocked the bot: stop writing to them

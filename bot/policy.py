@@ -1,0 +1,27 @@
+"""Whether an answer may go out without a human. Code decides, from config; a brain only proposes."""
+
+from __future__ import annotations
+
+from bot.config import AutomationSettings
+from bot.domain import Analysis, Answer, Reason
+
+
+class HandoffPolicy:
+    def __init__(self, settings: AutomationSettings) -> None:
+        self._settings = settings
+
+    def reasons(self, analysis: Analysis, answer: Answer, repeats: int) -> tuple[Reason, ...]:
+        """Every reason to hand this message to a person; empty means the bot may answer."""
+        s = self._settings
+        checks = (
+            (analysis.wants_human, Reason.ASKED_FOR_HUMAN),
+            (not answer.text.strip(), Reason.NO_ANSWER),
+            (answer.needs_human and bool(answer.text.strip()), Reason.RESPONDER_REQUEST),
+            (answer.confidence < s.min_confidence, Reason.LOW_CONFIDENCE),
+            (analysis.margin < s.min_margin, Reason.SMALL_MARGIN),
+            (analysis.sentiment_score <= s.negative_sentiment, Reason.NEGATIVE_SENTIMENT),
+            (analysis.topic in s.human_only_topics, Reason.HUMAN_ONLY_TOPIC),
+            (s.repeat_limit > 0 and repeats >= s.repeat_limit, Reason.REPEATED_QUESTION),
+            (s.mode == "suggest", Reason.SUGGEST_MODE),
+        )
+        return tuple(reason for failed, reason in checks if failed)

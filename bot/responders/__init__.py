@@ -1,0 +1,1 @@
+"""Brains that turn a customer message into an Answer: offline (extractive) and LLM."""

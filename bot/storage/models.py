@@ -1,0 +1,114 @@
+"""Tables. Times are timezone-aware UTC (SQLModel stores and returns them as UTC on every engine)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _json() -> Any:
+    return Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class Customer(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("channel", "chat_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=32)
+    chat_id: str = Field(max_length=128)
+    name: str = Field(default="", max_length=256)
+    language: str = Field(default="", max_length=8)
+    blocked: bool = False
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Conversation(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    customer_id: int = Field(foreign_key="customer.id", index=True)
+    state: str = Field(default="bot", max_length=32, index=True)
+    topic: str | None = Field(default=None, max_length=128)
+    priority: str = Field(default="normal", max_length=16)
+    operator: str | None = Field(default=None, max_length=128)
+    queue_thread: str | None = Field(default=None, max_length=128)  # the operator queue's thread ref
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+    updated_at: datetime = Field(default_factory=utcnow)
+    resolved_at: datetime | None = None
+
+
+class Message(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("channel", "external_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    conversation_id: int = Field(foreign_key="conversation.id", index=True)
+    author: str = Field(max_length=16)
+    channel: str = Field(max_length=32)
+    external_id: str | None = Field(default=None, max_length=128)  # inbound id: idempotency key
+    kind: str = Field(default="text", max_length=32)
+    text: str = ""
+    operator: str | None = Field(default=None, max_length=128)
+    meta: dict[str, Any] = _json()
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Handoff(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    conversation_id: int = Field(foreign_key="conversation.id", index=True)
+    status: str = Field(default="open", max_length=16)  # open | sent | discarded
+    question: str = ""  # the customer message that was handed off
+    topic: str | None = Field(default=None, max_length=128)
+    sentiment: str = Field(default="neutral", max_length=16)
+    priority: str = Field(default="normal", max_length=16)
+    reasons: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    summary: str = ""
+    draft: str = ""
+    sources: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Feedback(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    conversation_id: int = Field(foreign_key="conversation.id", index=True)
+    message_id: int | None = Field(default=None, foreign_key="message.id")
+    kind: str = Field(max_length=16)  # helpful | not_helpful | csat
+    value: int = 0
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Event(SQLModel, table=True):
+    """Append-only log the analytics are computed from."""
+
+    __table_args__ = (Index("ix_event_type_created", "type", "created_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    conversation_id: int | None = Field(default=None, foreign_key="conversation.id", index=True)
+    type: str = Field(max_length=48)
+    operator: str | None = Field(default=None, max_length=128)
+    data: dict[str, Any] = _json()
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Delivery(SQLModel, table=True):
+    """The outbox: every message to a customer or to the operator queue, until it is delivered."""
+
+    __table_args__ = (Index("ix_delivery_due", "status", "next_attempt_at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=32)
+    conversation_id: int | None = Field(default=None, foreign_key="conversation.id", index=True)
+    kind: str = Field(max_length=32)
+    payload: dict[str, Any] = _json()
+    dedup_key: str | None = Field(default=None, max_length=128, unique=True)
+    status: str = Field(default="pending", max_length=16)  # pending | sent | dead
+    attempts: int = 0
+    next_attempt_at: datetime = Field(default_factory=utcnow)
+    last_error: str = ""
+    ref: str | None = Field(default=None, max_length=128)  # what the channel calls it (e.g. a Slack ts)
+    created_at: datetime = Field(default_factory=utcnow)
+    sent_at: datetime | None = None

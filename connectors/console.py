@@ -1,0 +1,207 @@
+"""The terminal chat: you are the customer, and on a handoff you see and act as the operator.
+
+The conversation lives in the database, so leaving and starting `relaydesk chat` again resumes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import sys
+import textwrap
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import TextIO
+
+from sqlmodel import col, select
+
+from bot.app import App
+from bot.domain import Inbound
+from bot.operators import ActionResult
+from bot.storage.models import Conversation, Customer, Delivery, Handoff, Message
+
+CHANNEL, QUEUE = "console", "console-queue"
+CHAT_ID = "local"
+HELP = """Customer: type a message. /helped  /nothelped  /csat 1-5  /human  /quit
+Operator: !send (the draft)  !edit TEXT (send your version)  !reply TEXT  !note TEXT
+          !claim  !resolve  !bot (return to bot)  !discard (the draft)  !help"""
+
+
+class ConsoleCustomer:
+    """Prints what the customer would receive."""
+
+    def __init__(self, write: Callable[[str], None]) -> None:
+        self._write = write
+
+    async def deliver(self, delivery: Delivery) -> str | None:
+        payload = delivery.payload
+        who = f"operator {payload['operator']}" if payload.get("operator") else "bot"
+        self._write(f"{who}> " + _indent(payload["text"]))
+        if payload.get("buttons") == "feedback":
+            self._write("      [/helped  /human]")
+        elif payload.get("buttons") == "csat":
+            self._write("      How did we do? [/csat 1 … /csat 5]")
+        return None
+
+
+class ConsoleQueue:
+    """Prints what an operator would see in the queue."""
+
+    def __init__(self, write: Callable[[str], None]) -> None:
+        self._write = write
+
+    async def deliver(self, delivery: Delivery) -> str | None:
+        p = delivery.payload
+        if delivery.kind == "handoff":
+            self._write(f"\n──── operator view · conversation #{p['conversation_id']} handed off ────")
+            self._write(
+                f"customer: {p['customer'] or 'anonymous'} ({p['channel']}, {p['language']})   "
+                f"topic: {p['topic'] or '-'}   sentiment: {p['sentiment']}   priority: {p['priority']}"
+            )
+            self._write(f"why:      {', '.join(p['reasons'])}")
+            self._write(f"summary:  {p['summary']}")
+            sources = ", ".join(p["sources"]) or "-"
+            self._write(f"draft (confidence {p['confidence']}, sources: {sources}):")
+            self._write("  " + _indent(p["draft"] or "(none — reply in your own words)", 2))
+            self._write("actions:  !send  !edit TEXT  !reply TEXT  !claim  !resolve  !bot  !discard\n")
+            return f"console-{p['conversation_id']}"
+        if delivery.kind == "customer_message":
+            self._write(f"[queue] customer wrote in #{p['conversation_id']}: {p['text'] or '(' + p['kind'] + ')'}")
+        elif delivery.kind == "state":
+            owner = f" by {p['operator']}" if p.get("operator") else ""
+            self._write(f"[queue] conversation #{p['conversation_id']} is now {p['state']}{owner}")
+        return None
+
+
+class ConsoleChat:
+    def __init__(self, app: App, out: TextIO = sys.stdout, operator: str | None = None) -> None:
+        self._app = app
+        self._out = out
+        self._operator = operator or getpass.getuser() or "operator"
+        app.outbox.register(CHANNEL, ConsoleCustomer(self._write))
+        app.outbox.register(QUEUE, ConsoleQueue(self._write))
+
+    def _write(self, line: str) -> None:
+        print(line, file=self._out, flush=True)
+
+    async def run(self, lines: AsyncIterator[str] | None = None) -> None:
+        self._write("relaydesk chat: you are the customer; handoffs show the operator view. " + HELP)
+        await self._resume()
+        async for line in lines or _stdin_lines():
+            line = line.strip()
+            if line in ("/quit", "/exit"):
+                break
+            if line:
+                await self.handle(line)
+
+    async def handle(self, line: str) -> None:
+        if line.startswith("!"):
+            result = await self._operator_command(line[1:])
+            self._write(f"[{'ok' if result.ok else 'refused'}] {result.message}")
+        elif line in ("/helped", "/nothelped") or line.startswith("/csat"):
+            await self._feedback(line)
+        elif line == "/help":
+            self._write(HELP)
+        else:
+            await self._app.desk.receive(
+                Inbound(CHANNEL, CHAT_ID, f"console-{time.time_ns()}", line, name="Terminal customer")
+            )
+        await self._app.outbox.deliver_due()
+
+    async def _resume(self) -> None:
+        conversation = await self._conversation()
+        if conversation is not None:
+            async with self._app.sessions() as session:
+                rows = (
+                    (
+                        await session.execute(
+                            select(Message)
+                            .where(Message.conversation_id == conversation.id)
+                            .order_by(col(Message.id).desc())
+                            .limit(6)
+                        )
+                    )
+                    .scalars()
+                    .all()
+                )
+            self._write(f"(resuming conversation #{conversation.id}, {conversation.state})")
+            for message in reversed(rows):
+                self._write(f"  {message.author}: {_indent(message.text, 4)[:300]}")
+        await self._app.outbox.deliver_due()  # anything left undelivered before a restart
+
+    async def _operator_command(self, command: str) -> ActionResult:
+        verb, _, text = command.partition(" ")
+        conversation = await self._conversation()
+        if conversation is None or conversation.id is None:
+            return ActionResult(False, "no conversation yet")
+        ops, cid, me = self._app.operators, conversation.id, self._operator
+        handoff = await self._open_handoff(cid)
+        if verb in ("send", "edit", "discard"):
+            if handoff is None or handoff.id is None:
+                return ActionResult(False, "no open draft")
+            if verb == "discard":
+                return await ops.discard_draft(handoff.id, me)
+            return await ops.send_draft(handoff.id, me, text if verb == "edit" else None)
+        actions = {
+            "reply": lambda: ops.reply(cid, me, text),
+            "note": lambda: ops.note(cid, me, text),
+            "claim": lambda: ops.claim(cid, me),
+            "resolve": lambda: ops.resolve(cid, me),
+            "bot": lambda: ops.return_to_bot(cid, me),
+        }
+        if verb not in actions:
+            return ActionResult(False, f"unknown command !{verb}; try !help" if verb != "help" else HELP)
+        return await actions[verb]()
+
+    async def _feedback(self, line: str) -> None:
+        conversation = await self._conversation()
+        if conversation is None or conversation.id is None:
+            return
+        if line.startswith("/csat"):
+            value = line.removeprefix("/csat").strip()
+            if not value.isdigit():
+                self._write("usage: /csat 1-5")
+                return
+            result = await self._app.operators.feedback(conversation.id, "csat", int(value))
+        else:
+            result = await self._app.operators.feedback(
+                conversation.id, line[1:].replace("nothelped", "not_helpful").replace("helped", "helpful")
+            )
+        self._write(f"[{'ok' if result.ok else 'refused'}] {result.message}")
+
+    async def _conversation(self) -> Conversation | None:
+        async with self._app.sessions() as session:
+            query = (
+                select(Conversation)
+                .join(Customer)
+                .where(Customer.channel == CHANNEL)
+                .where(Customer.chat_id == CHAT_ID)
+                .order_by(col(Conversation.id).desc())
+                .limit(1)
+            )
+            return (await session.execute(query)).scalars().first()
+
+    async def _open_handoff(self, conversation_id: int) -> Handoff | None:
+        async with self._app.sessions() as session:
+            query = (
+                select(Handoff)
+                .where(Handoff.conversation_id == conversation_id)
+                .where(Handoff.status == "open")
+                .order_by(col(Handoff.id).desc())
+                .limit(1)
+            )
+            return (await session.execute(query)).scalars().first()
+
+
+def _indent(text: str, width: int = 5) -> str:
+    return textwrap.indent(text, " " * width).lstrip()
+
+
+async def _stdin_lines() -> AsyncIterator[str]:
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            line = await loop.run_in_executor(None, input, "you> ")
+        except EOFError:
+            return
+        yield line

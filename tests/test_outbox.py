@@ -1,0 +1,92 @@
+"""The outbox: outages delay messages, never lose or reorder them; a blocked customer stops retries."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlmodel import select
+
+from bot.app import App
+from bot.domain import Inbound
+from bot.outbox import enqueue
+from bot.ports import RetryLater, Undeliverable
+from bot.storage.models import Customer, Delivery
+from tests.conftest import Recorder
+
+
+async def _queue(app: App, texts: list[str], conversation_id: int | None = None) -> None:
+    async with app.sessions() as session, session.begin():
+        for text in texts:
+            enqueue(session, "test", "text", {"chat_id": "1", "text": text}, conversation_id)
+
+
+async def _wait_until_due(app: App) -> None:
+    await asyncio.sleep(0.05)  # backoff in tests is 10 ms
+
+
+async def test_an_outage_delays_messages_then_delivers_all_in_order(app: App) -> None:
+    channel = Recorder()
+    channel.failures = [ConnectionError("down"), RetryLater("429", after_s=0.01)]
+    app.outbox.register("test", channel)
+    decision = await app.desk.receive(Inbound("test", "1", "x1", "How do I return an item?"))
+    await _queue(app, ["second", "third"], decision.conversation_id)
+    for _ in range(5):
+        await app.outbox.deliver_due()
+        await _wait_until_due(app)
+    assert channel.texts()[1:] == ["second", "third"]
+    assert len(channel.sent) == 3
+    async with app.sessions() as session:
+        first = await session.get(Delivery, channel.sent[0].id)
+    assert first is not None and first.status == "sent" and first.attempts == 3
+
+
+async def test_a_blocked_customer_is_marked_and_not_retried(app: App) -> None:
+    channel = Recorder()
+    channel.failures = [Undeliverable("Forbidden: bot was blocked by the user")]
+    app.outbox.register("test", channel)
+    await app.desk.receive(Inbound("test", "9", "b1", "How do I return an item?"))
+    await app.outbox.deliver_due()
+    await app.outbox.deliver_due()
+    async with app.sessions() as session:
+        customer = (await session.execute(select(Customer))).scalars().one()
+        delivery = (await session.execute(select(Delivery))).scalars().one()
+    assert customer.blocked and delivery.status == "dead" and channel.sent == []
+
+
+async def test_after_max_attempts_a_delivery_is_parked_not_dropped(app: App) -> None:
+    app.settings.outbox.max_attempts = 2
+    channel = Recorder()
+    channel.failures = [OSError("down")] * 5
+    app.outbox.register("test", channel)
+    await _queue(app, ["hello"])
+    for _ in range(3):
+        await app.outbox.deliver_due()
+        await _wait_until_due(app)
+    async with app.sessions() as session:
+        delivery = (await session.execute(select(Delivery))).scalars().one()
+    assert delivery.status == "dead" and "down" in delivery.last_error
+    assert delivery.payload["text"] == "hello"
+
+
+async def test_messages_for_a_channel_nobody_serves_wait(app: App) -> None:
+    async with app.sessions() as session, session.begin():
+        enqueue(session, "telegram", "text", {"chat_id": "1", "text": "later"})
+    assert await app.outbox.deliver_due() == 0
+    async with app.sessions() as session:
+        delivery = (await session.execute(select(Delivery))).scalars().one()
+    assert delivery.status == "pending"
+
+
+async def test_the_background_loop_delivers_when_woken(app: App) -> None:
+    channel = Recorder()
+    app.outbox.register("test", channel)
+    task = asyncio.create_task(app.outbox.run(poll_s=5))
+    try:
+        await app.desk.receive(Inbound("test", "3", "w1", "Where is my order?"))
+        for _ in range(100):
+            if channel.sent:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        task.cancel()
+    assert len(channel.sent) == 1
