@@ -42,6 +42,8 @@ _WANTS_HUMAN = re.compile(
     r"|\b(?:human|person|agent|operator|representative) (?:please|pls|plz)\b"
     rf"|\b{_RU_VERB}{_RU_WINDOW}{_RU_ABOUT}{_RU_PERSON}\b"
     rf"|\b{_RU_PERSON}[^\w.!?]+(?:\w+[^\w.!?]+)?(?:позов\w*|зов\w*|дайте|дай|пожалуйста|please|мне|сюда)\b"
+    r"|\b(?:перевед|перевест|переключ)\w*(?:\s+\w+)?\s+на\s+(?:живого\s+)?"
+    r"(?:оператора|человека|менеджера|сотрудника|специалиста)\b"
     r"|\bживо(?:й|го|м|му) человек\w*|\bчеловек\w*,? а не бот\w*|\bне с ботом\b",
     re.IGNORECASE,
 )
@@ -59,6 +61,7 @@ _URGENCY = re.compile(
     r"|как можно (?:скорее|быстрее)|безотлагательно)\b",
     re.IGNORECASE,
 )
+_SHOUTED_NOW = re.compile(r"\b(?:NOW|СЕЙЧАС|ASAP)\b")  # case matters: a shouted "now" is a demand
 _THREAT = re.compile(
     r"\b(?:sue|suing|lawsuit|lawyer\w*|attorney\w*|court|police|legal action|chargeback|суд|суда|суде"
     r"|судом|судебн\w*|засуж\w*|юрист\w*|адвокат\w*|полици\w*|прокуратур\w*|роспотребнадзор\w*"
@@ -78,7 +81,7 @@ def wants_human(text: str) -> bool:
 def priority(sentiment_score: float, text: str, wants_human: bool) -> Priority:
     """How soon an operator should look: threats and urgent anger first, thanks last."""
     sample = text[:_MAX_CHARS]
-    pressing = bool(_URGENCY.search(sample) or _THREAT.search(sample))
+    pressing = bool(_URGENCY.search(sample) or _SHOUTED_NOW.search(sample) or _THREAT.search(sample))
     if pressing and sentiment_score <= STRONG_NEGATIVE:
         return Priority.URGENT
     if pressing or sentiment_score <= STRONG_NEGATIVE:

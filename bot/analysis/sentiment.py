@@ -47,26 +47,40 @@ class _Kind(Enum):
 
 
 _EN_WORDS = (
-    (-3.0, "worst horrendous atrocious disgust* furious outrag* scam* fraud* idiot* moron* fuck* fck* "
-     "shit* bullshit bastard* asshole* wtf"),
-    (-2.5, "terribl* horribl* awful hate hated hates hating nightmare thief thieves steal* stole stolen "
-     "cheat* liar* unacceptable pathetic incompetent unprofessional disgrace* angry pissed crap* sue "
-     "suing lawsuit lawyer* attorney* stupid"),
+    (
+        -3.0,
+        "worst horrendous atrocious disgust* furious outrag* scam* fraud* idiot* moron* fuck* fck* "
+        "shit* bullshit bastard* asshole* wtf",
+    ),
+    (
+        -2.5,
+        "terribl* horribl* awful hate hated hates hating nightmare thief thieves steal* stole stolen "
+        "cheat* liar* unacceptable pathetic incompetent unprofessional disgrace* angry pissed crap* sue "
+        "suing lawsuit lawyer* attorney* stupid",
+    ),
     (-2.2, "useless worthless"),
-    (-2.0, "worse ridiculous absurd insult* rude* upset* unhappy dissatisf* unsatisf* disappoint* "
-     "frustrat* garbage trash junk rubbish ruin* waste* wasted shame shameful lied lying sucks suck "
-     "sucked unreliable unusable overcharg* chargeback court police damn* dumb"),
+    (
+        -2.0,
+        "worse ridiculous absurd insult* rude* upset* unhappy dissatisf* unsatisf* disappoint* "
+        "frustrat* garbage trash junk rubbish ruin* waste* wasted shame shameful lied lying sucks suck "
+        "sucked unreliable unusable overcharg* chargeback court police damn* dumb",
+    ),
     (-1.8, "annoy* irritat* ignor*"),
-    (-1.5, "bad badly poor* mad joke mess messed broken damag* defect* faulty crash* complain* "
-     "stink* hell"),
+    (-1.5, "bad badly poor* mad joke mess messed broken damag* defect* faulty crash* complain* stink* hell"),
     (-1.2, "wrong missing lost broke fail* overdue crack* dirty sad sick glitch* ripped torn soaked"),
     (-1.0, "late delay* delayed stuck slow* scratch* tired worried impossible"),
     (-0.8, "error* bug bugs buggy problem* unfortunately sadly confus*"),
     (-0.6, "unable issue issues hard difficult"),
-    (2.5, "excellent awesome amazing fantastic wonderful brilliant superb outstanding terrific fabulous "
-     "delight* lifesaver"),
-    (2.0, "thanks thank great perfect* love loved lovely loving happy best appreciat* grateful "
-     "gratitude kudos impressed impressive"),
+    (
+        2.5,
+        "excellent awesome amazing fantastic wonderful brilliant superb outstanding terrific fabulous "
+        "delight* lifesaver",
+    ),
+    (
+        2.0,
+        "thanks thank great perfect* love loved lovely loving happy best appreciat* grateful "
+        "gratitude kudos impressed impressive",
+    ),
     (1.8, "glad pleased helpful"),
     (1.5, "thx thanx tnx pleasant* satisf* friendly polite nice enjoy* wow yay bless*"),
     (1.2, "good cool smooth*"),
@@ -84,8 +98,11 @@ _EN_FLIPS = (
     (0.6, "find found"),
 )
 _EN_NEGATORS = (
-    (0.0, "not no never nobody nothing none neither nor without hardly dont didnt doesnt isnt wasnt "
-     "arent werent havent hasnt wont"),
+    (
+        0.0,
+        "not no never nobody nothing none neither nor without hardly dont didnt doesnt isnt wasnt "
+        "arent werent havent hasnt wont",
+    ),
     (-0.6, "can't cannot couldn't cant couldnt"),
 )
 _EN_BOOSTS = (
@@ -103,35 +120,59 @@ _EN_BOOSTS = (
 _EN_CLAUSES = ((0.5, "but however"), (1.0, "although though"))  # "but": what came before counts less
 
 _RU_WORDS = (
-    (-3.0, "отвратит* омерзит* мошен* бля* хуй* хуе* нахуй пизд* ебан* ебат* заеб* уеб* ебуч* выеб* "
-     "сука суки сучка мудак* мудил* ублюд* засуд* ярост* худш*"),
-    (-2.5, "ужас* кошмар* безобраз* позор* возмут* возмущ* бесит бесят бесишь взбес* бешен* обман* "
-     "развод разводят развели разводите разводилово кидал* кинули ворье воры вор украл* издева* "
-     "хамств* хамит хамят хамил* нахам* хамск* хамло некомпетент* непрофессионал* безответствен* "
-     "наглост* наглые наглый нагло отстой* неприемлем* недопустим* дебил* идиот* придур* кретин* "
-     "твар* тупой тупая тупые тупо тупит говн* дерьм* сволоч* скотин* лохотрон суд суда суде судом судебн* прокуратур* "
-     "роспотребнадзор*"),
-    (-2.0, "неуважени* хуж* разочаров* недовол* раздраж* злюсь злой злая зла злит зол бред* бардак халтур* "
-     "херн* херов* хрен* фигн* груб* невежлив* капец абсурд* надоел* задолбал* "
-     "пожалуюсь юрист* адвокат* полици* дурак* дура козел козлы урод* гад гады огорч*"),
+    (
+        -3.0,
+        "отвратит* омерзит* мошен* бля* хуй* хуе* нахуй пизд* ебан* ебат* заеб* уеб* ебуч* выеб* "
+        "сука суки сучка мудак* мудил* ублюд* засуд* ярост* худш*",
+    ),
+    (
+        -2.5,
+        "ужас* кошмар* безобраз* позор* возмут* возмущ* бесит бесят бесишь взбес* бешен* обман* "
+        "развод разводят развели разводите разводилово кидал* кинули ворье воры вор украл* издева* "
+        "хамств* хамит хамят хамил* нахам* хамск* хамло некомпетент* непрофессионал* безответствен* "
+        "наглост* наглые наглый нагло отстой* неприемлем* недопустим* дебил* идиот* придур* кретин* "
+        "твар* тупой тупая тупые тупо тупит говн* дерьм* сволоч* скотин* лохотрон суд суда суде судом "
+        "судебн* прокуратур* роспотребнадзор*",
+    ),
+    (
+        -2.0,
+        "неуважени* хуж* разочаров* недовол* раздраж* злюсь злой злая зла злит зол бред* бардак халтур* "
+        "херн* херов* хрен* фигн* груб* невежлив* капец абсурд* надоел* задолбал* "
+        "пожалуюсь юрист* адвокат* полици* дурак* дура козел козлы урод* гад гады огорч*",
+    ),
     (-1.8, "расстро* бракован* испорч* испорт* игнор* проигнор*"),
-    (-1.5, "плох* обидн* неприятн* жалоб* претензи* отписк* отмаз* ерунд* жесть дичь треш трэш "
-     "брак слом* разбит* поврежд* порван* порвал* дефект* неисправ* нерабоч* глюч* глюк* вылета* "
-     "воня* вонюч* замучил* недостач* недовлож*"),
-    (-1.2, "располз* развалил* развалива* промок промокла промокли промокло печаль* грустн* устал* "
-     "потерял* потерян* потеря* пропал* просроч* неудобн* грязн* треснул* трещин* тормоз* виснет "
-     "зависает зависло сбой сбои сбоем"),
-    (-1.0, "зря прождал* задерж* опозд* опазд* ошибк* ошибоч* ошиблись ошибся жаль неправильн* некорректн* "
-     "невозможн* царапин* блин увы опять"),
+    (
+        -1.5,
+        "плох* обидн* неприятн* жалоб* претензи* отписк* отмаз* ерунд* жесть дичь треш трэш "
+        "брак слом* разбит* поврежд* порван* порвал* дефект* неисправ* нерабоч* глюч* глюк* вылета* "
+        "воня* вонюч* замучил* недостач* недовлож*",
+    ),
+    (
+        -1.2,
+        "располз* развалил* развалива* промок промокла промокли промокло печаль* грустн* устал* "
+        "потерял* потерян* потеря* пропал* просроч* неудобн* грязн* треснул* трещин* тормоз* виснет "
+        "зависает зависло сбой сбои сбоем",
+    ),
+    (
+        -1.0,
+        "зря прождал* задерж* опозд* опазд* ошибк* ошибоч* ошиблись ошибся жаль неправильн* некорректн* "
+        "невозможн* царапин* блин увы опять",
+    ),
     (-0.8, "проблем* медленн* верните"),
     (-0.6, "долго долгая долгий долгое долгие сложно трудно"),
     (2.5, "великолепн* превосход* потрясающ* восхит* восторг* изумительн*"),
-    (2.0, "спасибо благодар* отличн* прекрасн* замечательн* чудесн* шикарн* идеальн* безупречн* супер "
-     "доволен довольна довольны довольный довольная довольные люблю обожаю лучший лучшая лучшие "
-     "лучшее лучшим молодц* умниц*"),
-    (1.5, "спс сенкс класс классн* круто крутой клево клевый клевая здорово кайф* рад рада рады "
-     "радует обрадов* порадов* приятн* нрав* понрав* помог помогла помогли помогло вежлив* "
-     "профессионал* доброжелат* отзывчив* любезн* ура"),
+    (
+        2.0,
+        "спасибо благодар* отличн* прекрасн* замечательн* чудесн* шикарн* идеальн* безупречн* супер "
+        "доволен довольна довольны довольный довольная довольные люблю обожаю лучший лучшая лучшие "
+        "лучшее лучшим молодц* умниц*",
+    ),
+    (
+        1.5,
+        "спс сенкс класс классн* круто крутой клево клевый клевая здорово кайф* рад рада рады "
+        "радует обрадов* порадов* приятн* нрав* понрав* помог помогла помогли помогло вежлив* "
+        "профессионал* доброжелат* отзывчив* любезн* ура",
+    ),
     (1.2, "хорош* оперативн* качественн* внимательн*"),
     (1.0, "неплох* удобн* рекоменд* советую помогаете решилась решилось решена решено любим*"),
     (0.6, "вовремя"),
@@ -147,8 +188,11 @@ _RU_FLIPS = (
     (0.6, "могу можем могут можете смог* удает* удалось"),
 )
 _RU_NEGATORS = (
-    (0.0, "не ни нет нету никогда никак ничего ничем никто никого никому никакой никакого никакие "
-     "никаких никакая нисколько без отнюдь"),
+    (
+        0.0,
+        "не ни нет нету никогда никак ничего ничем никто никого никому никакой никакого никакие "
+        "никаких никакая нисколько без отнюдь",
+    ),
 )
 _RU_BOOSTS = (
     (1.8, "крайне"),
@@ -173,7 +217,7 @@ _EMOJI = (
     (2.5, "😍 🥰"),
     (2.0, "❤ 💖 💕"),
     (1.5, "👍 🙏 😊 😀 😃 😄 😁 👏 🤗 😘 ☺ 🎉 💯"),
-    (1.0, "🙂 🔥 💪 ⭐ :) :-) :D ))"),
+    (1.0, "🙂 🔥 💪 ⭐ :) :-) :d ))"),
 )
 
 # Multi-word cues, matched before words (their words are then not scored again). Weight 0 means
@@ -185,25 +229,40 @@ _PHRASES = (
     (1.2, r"no (?:problems?|issues?|worries)|(?:никаких|нет|без) проблем"),
     (2.0, r"(?:well|nicely) done|(?:good|great|nice) job|так держать"),
     (0.5, r"ничего страшного|не за что"),
-    (0.0, r"good (?:morning|afternoon|evening|day|night)|добр(?:ый|ое|ого) (?:день|вечер|утро|времени)"
-     r"|доброго времени суток|(?:best|kind|warm) regards|all the best|с уважением|(?:would|'d) love to"
-     r"|not only|не только|будьте любезны|по ошибке|by (?:mistake|accident)"),
+    (
+        0.0,
+        r"good (?:morning|afternoon|evening|day|night)|добр(?:ый|ое|ого) (?:день|вечер|утро|времени)"
+        r"|доброго времени суток|(?:best|kind|warm) regards|all the best|с уважением|(?:would|'d) love to"
+        r"|not only|не только|будьте любезны|по ошибке|by (?:mistake|accident)",
+    ),
     (-1.5, r"(?:want|need|give me)(?: back)? (?:my|our|the) money(?: back)?"),
     (-2.0, r"(?:верните|вернуть|отдайте|верните мне)(?: мне)?(?: мои| наши)? (?:деньги|средства|бабки)"),
     (-2.0, r"never again|never (?:buy|order|use|shop)\w* (?:\w+ ){0,3}again|больше никогда|никогда больше"),
     (-2.0, r"sick (?:and tired )?of|fed up|is this a joke|are you (?:kidding|serious|joking)"),
     (-2.0, r"сколько можно|что за (?:бардак|безобразие|дела)|(?:меня|нас) (?:уже )?(?:достали|достал)"),
-    (-1.5, r"(?:second|third|fourth|fifth|\d+(?:st|nd|rd|th)) time|(?:второй|третий|четв[её]ртый|пятый"
-     r"|десятый|который|\d+-?й) раз"),
-    (-1.5, r"charged (?:me )?twice|double charged|rip[- ]?off|(?:take|took|taking) (?:forever|ages)"
-     r"|(?:списали|сняли)(?: \w+)? дважды|двойное списание|fell apart|falls apart"
-     r"|expected (?:much |a lot |way )?better|ожидал\w* (?:большего|лучшего)"),
-    (-1.0, r"still (?:no|not|nothing|haven't|hasn't|waiting)|(?:waiting|waited) (?:for )?(?:\w+ )?(?:weeks|months)"
-     r"|for ages"
-     r"|до сих пор|(?:жду|ждем|ждать) (?:уже )?(?:\w+ )?(?:недел\w*|месяц\w*|дн\w*|дней)"),
+    (
+        -1.5,
+        r"(?:second|third|fourth|fifth|\d+(?:st|nd|rd|th)) time|(?:второй|третий|четв[её]ртый|пятый"
+        r"|десятый|который|\d+-?й) раз",
+    ),
+    (
+        -1.5,
+        r"charged (?:me )?twice|double charged|rip[- ]?off|(?:take|took|taking) (?:forever|ages)"
+        r"|(?:списали|сняли)(?: \w+)? дважды|двойное списание|fell apart|falls apart"
+        r"|expected (?:much |a lot |way )?better|ожидал\w* (?:большего|лучшего)",
+    ),
+    (
+        -1.0,
+        r"still (?:no|not|nothing|haven't|hasn't|waiting)|(?:waiting|waited) (?:for )?(?:\w+ )?(?:weeks|months)"
+        r"|for ages"
+        r"|до сих пор|(?:жду|ждем|ждать) (?:уже )?(?:\w+ )?(?:недел\w*|месяц\w*|дн\w*|дней)",
+    ),
     (-1.2, r"not what i (?:ordered|paid for|expected)|не (?:тот|та|те|то) (?:товар|размер|цвет|заказ|модел\w*)"),
-    (-2.5, r"legal action|small claims|consumer protection|report you|(?:подам|обращусь|пойду) в суд"
-     r"|защит\w* прав потребител\w*"),
+    (
+        -2.5,
+        r"legal action|small claims|consumer protection|report you|(?:подам|обращусь|пойду) в суд"
+        r"|защит\w* прав потребител\w*",
+    ),
     (-0.8, r"к сожалению"),
 )
 
@@ -239,15 +298,19 @@ _STEM_LENGTHS = sorted({len(stem) for stem in _STEMS}, reverse=True)
 _EMOJI_WEIGHTS = dict(_split(_EMOJI))
 _PHRASE_WEIGHTS = {f"p{i}": weight for i, (weight, _) in enumerate(_PHRASES)}
 # One scanner: phrases are tried first at each word, so they stay in order with the words
-# around them (a question or a "but" discounts them like any word).
-_SCANNER = re.compile(
+# around them (a question or a "but" discounts them like any word). It reads lower-cased text,
+# which is faster than IGNORECASE; the any-case twin serves text whose length lower() changes.
+_SCANNER_PATTERN = (
     "|".join(rf"(?P<p{i}>\b(?:{pattern})\b)" for i, (_, pattern) in enumerate(_PHRASES))
     + r"|(?P<word>[^\W\d_]+(?:'[^\W\d_]+)?)"
-    + r"|(?P<emoji>" + "|".join(re.escape(e) for e in sorted(_EMOJI_WEIGHTS, key=len, reverse=True)) + ")"
+    + r"|(?P<emoji>"
+    + "|".join(re.escape(e) for e in sorted(_EMOJI_WEIGHTS, key=len, reverse=True))
+    + ")"
     + r"|(?P<end>[.!?…]+)"
-    + r"|(?P<pause>[,;:()\-—]+)",
-    re.IGNORECASE,
+    + r"|(?P<pause>[,;:()\-—]+)"
 )
+_SCANNER = re.compile(_SCANNER_PATTERN)
+_SCANNER_ANY_CASE = re.compile(_SCANNER_PATTERN, re.IGNORECASE)
 
 
 def _lookup(word: str) -> tuple[_Kind, float] | None:
@@ -375,13 +438,16 @@ def score_sentiment(text: str, language: str) -> SentimentResult:
     """
     sample = text[:_MAX_CHARS].replace("ё", "е").replace("Ё", "Е").replace("’", "'")
     reader = _Reader()
-    for match in _SCANNER.finditer(sample):
+    lowered, scanner = sample.lower(), _SCANNER
+    if len(lowered) != len(sample):  # a few letters ("İ") change length when lower-cased
+        lowered, scanner = sample, _SCANNER_ANY_CASE
+    for match in scanner.finditer(lowered):
         group = match.lastgroup or ""
-        token = match.group()
+        token = sample[match.start() : match.end()]  # the original, whose capitals count
         if group == "word":
             reader.word(token)
         elif group == "emoji":
-            reader.add(_EMOJI_WEIGHTS[token])
+            reader.add(_EMOJI_WEIGHTS[token.lower()])
             reader.previous = None
         elif group in ("end", "pause"):
             reader.punctuation(token, sentence_end=group == "end")
