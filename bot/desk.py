@@ -302,15 +302,14 @@ class Desk:
             draft=answer.text if answer else "",
             sources=list(answer.sources) if answer else [],
         )
-        history = (
-            await session.execute(
-                select(Message.author, Message.text)
-                .where(Message.conversation_id == conversation.id)
-                .where(Message.author != Author.NOTE)
-                .order_by(col(Message.id).desc())
-                .limit(6)
-            )
-        ).all()
+        query = (
+            select(Message.author, Message.text)
+            .where(Message.conversation_id == conversation.id)
+            .where(Message.author != Author.NOTE)
+        )
+        if conversation.resolved_at is not None:  # what was said before the last resolution is closed
+            query = query.where(Message.created_at > conversation.resolved_at)
+        history = (await session.execute(query.order_by(col(Message.id).desc()).limit(6))).all()
         last = [(str(a), str(t)) for a, t in reversed(history)]
         handoff.summary = summarize(last, analysis, kind)
         session.add(handoff)

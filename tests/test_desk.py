@@ -239,3 +239,17 @@ async def test_empty_messages_are_ignored(app: App, customers: Recorder, text: s
     decision = await app.desk.receive(said(text))
     await app.outbox.deliver_due()
     assert decision.action == "ignored" and customers.sent == []
+
+
+async def test_an_operators_answer_becomes_a_draft_for_the_next_similar_question(app: App, queue: Recorder) -> None:
+    first = await app.desk.receive(said("Operator please: do you offer gift wrapping for birthday orders?", chat="100"))
+    assert first.action == "handoff"
+    await app.operators.reply(first.conversation_id, "olga", "Yes: gift wrapping costs 150 RUB, choose it at checkout.")
+    await app.operators.resolve(first.conversation_id, "olga")
+
+    later = await app.desk.receive(said("Do you offer gift wrapping for birthday orders?", chat="200"))
+    await app.outbox.deliver_due()
+    assert later.action == "handoff"  # an operator's reply is not sent alone until someone approves it
+    card = [d for d in queue.sent if d.kind == "handoff"][-1]
+    assert card.payload["draft"] == "Yes: gift wrapping costs 150 RUB, choose it at checkout."
+    assert Reason.RESPONDER_REQUEST in later.reasons
