@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -15,9 +17,11 @@ from bot.knowledge.index import IngestReport, KnowledgeIndex, open_collection
 from bot.operators import OperatorActions
 from bot.outbox import Outbox
 from bot.policy import HandoffPolicy
+from bot.ports import Responder
+from bot.prompts import PromptStore
 from bot.responders.offline import OfflineResponder
 from bot.storage.db import create_engine, migrate, sessions
-from bot.texts import Texts, load_texts
+from bot.texts import Texts
 
 log = logging.getLogger(__name__)
 
@@ -33,8 +37,19 @@ class App:
     desk: Desk
     operators: OperatorActions
     ingest_report: IngestReport | None = None
+    prompts: PromptStore | None = None  # hot reload; `prompts.on_error(hook)` reports refused edits
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def watch_prompts(self) -> None:
+        """Pick up prompt edits without a restart (`relaydesk run` calls this; tests need not)."""
+        if self.prompts is not None:
+            self._tasks.append(asyncio.create_task(self.prompts.watch()))
 
     async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await self.engine.dispose()
 
 
@@ -49,8 +64,35 @@ def queue_channel(settings: Settings) -> str:
     return "slack" if settings.slack.enabled else "console-queue"
 
 
+def build_brain(
+    settings: Settings, index: KnowledgeIndex, analyzer: Analyzer, prompts: PromptStore
+) -> tuple[Analyzer, Responder]:
+    """The LLM agent when `llm.provider: openai`, else (or when it can't be built) the offline brain."""
+    offline = OfflineResponder(index)
+    if settings.llm.provider != "openai":
+        return analyzer, offline
+    try:  # imported here: without an LLM, langchain is never loaded
+        from bot.llm.analysis import LLMAnalyzer
+        from bot.llm.model import create_chat_model
+        from bot.responders.llm import LLMResponder
+        from connectors.crm import create_crm
+
+        model = create_chat_model(settings.llm)
+        crm = create_crm(settings.crm)
+        responder = LLMResponder(model, index, crm, prompts, settings.llm, offline, settings.crm.timeout_s)
+        if settings.llm.analysis:
+            analyzer = LLMAnalyzer(
+                index, model, prompts, settings.llm, settings.knowledge.top_k, prompts.texts.default_language
+            )
+        return analyzer, responder
+    except Exception:
+        log.exception("app: the LLM brain could not be built; answering with the offline brain")
+        return analyzer, offline
+
+
 async def build_app(settings: Settings, *, ingest: bool = True) -> App:
-    texts = load_texts(settings.prompts.path / "texts.yaml")
+    prompts = PromptStore.open(settings.prompts.path, agent=settings.llm.provider == "openai")
+    texts = prompts.texts
     engine = create_engine(settings.database.url)
     await migrate(engine)
     session_factory = sessions(engine)
@@ -61,8 +103,7 @@ async def build_app(settings: Settings, *, ingest: bool = True) -> App:
     analyzer = Analyzer(index, settings.knowledge.top_k, texts.default_language)
     outbox = Outbox(session_factory, settings.outbox)
     channel = queue_channel(settings)
-    desk = Desk(
-        session_factory, analyzer, OfflineResponder(index), HandoffPolicy(settings.automation), texts, outbox, channel
-    )
+    analyzer, responder = build_brain(settings, index, analyzer, prompts)
+    desk = Desk(session_factory, analyzer, responder, HandoffPolicy(settings.automation), texts, outbox, channel)
     operators = OperatorActions(session_factory, texts, outbox, channel, index)
-    return App(settings, engine, session_factory, index, texts, outbox, desk, operators, report)
+    return App(settings, engine, session_factory, index, texts, outbox, desk, operators, report, prompts)

@@ -60,6 +60,11 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument("--json", action="store_true")
     ingest.set_defaults(handler=_ingest)
 
+    prompts = commands.add_parser("prompts", help="prompt files").add_subparsers(dest="prompts_command", required=True)
+    check = prompts.add_parser("check", help="validate prompts/*.yaml (for CI); exit 1 on any problem")
+    check.add_argument("path", nargs="?", type=Path, help="prompt folder (default: prompts.path)")
+    check.set_defaults(handler=_prompts_check)
+
     for name, helptext in (
         ("eval", "measure answers on a JSONL file of cases"),
         ("tune", "find the automation thresholds for a target precision"),
@@ -106,7 +111,7 @@ async def _ask(settings: Settings, args: argparse.Namespace) -> int:
         await app.close()
     analysis, answer = decision.analysis, decision.answer
     assert analysis is not None and answer is not None
-    result = {
+    result: dict[str, Any] = {
         "decision": decision.action,
         "answer": answer.text,
         "sources": list(answer.sources),
@@ -153,6 +158,18 @@ async def _ingest(settings: Settings, args: argparse.Namespace) -> int:
         for file, reason in report.errors:
             print(f"  skipped {file}: {reason}")
     return 1 if report.errors else 0
+
+
+async def _prompts_check(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.prompts import check_prompts
+
+    folder = args.path or settings.prompts.path
+    problems = check_prompts(folder)
+    for problem in problems:
+        print(problem)
+    if not problems:
+        print(f"{folder}: prompts OK")
+    return 1 if problems else 0
 
 
 async def _eval(settings: Settings, args: argparse.Namespace) -> int:

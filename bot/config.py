@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 import re
+import types
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -25,7 +26,8 @@ class ConfigError(Exception):
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # A secret such as `webhook_secret: 123456` is a string even when YAML reads it as a number.
+    model_config = ConfigDict(extra="forbid", coerce_numbers_to_str=True)
 
 
 class TelegramSettings(Section):
@@ -34,10 +36,10 @@ class TelegramSettings(Section):
     mode: Literal["polling", "webhook"] = "polling"
     webhook_url: str = ""
     webhook_secret: str = ""
-    polling_timeout_s: int = Field(30, ge=0, le=50)
-    request_timeout_s: float = Field(30.0, gt=0)
-    rate_limit_messages: int = Field(20, ge=0)  # per customer per window; 0 = no limit
-    rate_limit_window_s: float = Field(60.0, gt=0)
+    polling_timeout_s: int = Field(default=30, ge=0, le=50)
+    request_timeout_s: float = Field(default=30.0, gt=0)
+    rate_limit_messages: int = Field(default=20, ge=0)  # per customer per window; 0 = no limit
+    rate_limit_window_s: float = Field(default=60.0, gt=0)
 
     @property
     def enabled(self) -> bool:
@@ -54,7 +56,7 @@ class SlackSettings(Section):
     routes: dict[str, str] = Field(default_factory=dict)  # topic -> channel; others go to queue_channel
     operator_group: str = ""  # a user group (S…) whose members may act besides the queue channel's members
     show_operator_name: bool = False  # tell the customer "<name> from the support team has joined"
-    edit_window_s: float = Field(300.0, ge=0)  # an operator's edit within this window goes out as a correction
+    edit_window_s: float = Field(default=300.0, ge=0)  # an operator's edit within this window goes out as a correction
 
     @property
     def enabled(self) -> bool:
@@ -63,7 +65,7 @@ class SlackSettings(Section):
 
 class ServerSettings(Section):
     host: str = "127.0.0.1"
-    port: int = Field(8080, ge=1, le=65535)
+    port: int = Field(default=8080, ge=1, le=65535)
 
 
 class LLMSettings(Section):
@@ -71,8 +73,14 @@ class LLMSettings(Section):
     base_url: str = "https://api.openai.com/v1"
     api_key: str = ""
     model: str = "gpt-4o-mini"
-    timeout_s: float = Field(20.0, gt=0)
-    max_retries: int = Field(1, ge=0)
+    timeout_s: float = Field(default=20.0, gt=0)  # per HTTP request to the model
+    max_retries: int = Field(default=1, ge=0)
+    budget_s: float = Field(default=25.0, gt=0)  # per customer message, analysis + agent; then offline brain
+    temperature: float = Field(default=0.0, ge=0, le=2)
+    analysis: bool = True  # topic, sentiment, priority from a structured LLM call (else the offline analyzer)
+    history_messages: int = Field(default=8, ge=0)  # recent turns the agent sees; older ones are summarised
+    max_tool_calls: int = Field(default=6, ge=1)  # per message, so a confused model can't loop
+    company: str = "Northwind Market"  # {company} in prompts/agent.yaml
 
 
 class EmbeddingSettings(Section):
@@ -80,15 +88,17 @@ class EmbeddingSettings(Section):
     model: str = "multilingual-e5-small"
     base_url: str = "https://api.openai.com/v1"
     api_key: str = ""
-    dimensions: int = Field(384, ge=8)
+    dimensions: int = Field(default=384, ge=8)
+    timeout_s: float = Field(default=30.0, gt=0)  # provider openai: per request, so an outage fails fast
+    max_retries: int = Field(default=1, ge=0)
 
 
 class KnowledgeSettings(Section):
     path: Path = Path("knowledge")
     store: Path = Path("data/chroma")
     chroma_url: str = ""
-    chunk_chars: int = Field(1200, ge=200)
-    top_k: int = Field(30, ge=1, le=200)
+    chunk_chars: int = Field(default=1200, ge=200)
+    top_k: int = Field(default=30, ge=1, le=200)
 
 
 class DatabaseSettings(Section):
@@ -97,16 +107,22 @@ class DatabaseSettings(Section):
 
 class CRMSettings(Section):
     provider: Literal["demo", "http"] = "demo"
-    base_url: str = ""
+    base_url: str = ""  # http: GET {base_url}/orders/{id}
+    timeout_s: float = Field(default=5.0, gt=0)
+    auth_header: str = "Authorization"  # http: sent with the value of the environment variable auth_env
+    auth_env: str = "RELAYDESK_CRM_AUTH"  # e.g. RELAYDESK_CRM_AUTH="Bearer s3cr3t"; unset = no header
+    fields: dict[str, str] = Field(default_factory=dict)  # ours -> theirs: order_id, status, promised, delivered, ...
+    statuses: dict[str, str] = Field(default_factory=dict)  # theirs -> ours (processing, in_transit, delivered, ...)
+    demo_path: str = ""  # demo: the SQLite file; empty = in memory, seeded on start
 
 
 class AutomationSettings(Section):
     mode: Literal["auto", "suggest"] = "auto"
-    min_confidence: float = Field(0.5, ge=0, le=1)
-    min_margin: float = Field(0.0, ge=0, le=1)
-    negative_sentiment: float = Field(-0.6, ge=-1, le=0)
+    min_confidence: float = Field(default=0.5, ge=0, le=1)
+    min_margin: float = Field(default=0.0, ge=0, le=1)
+    negative_sentiment: float = Field(default=-0.6, ge=-1, le=0)
     human_only_topics: list[str] = Field(default_factory=list)
-    repeat_limit: int = Field(1, ge=0)
+    repeat_limit: int = Field(default=1, ge=0)
 
 
 class PromptSettings(Section):
@@ -114,9 +130,9 @@ class PromptSettings(Section):
 
 
 class OutboxSettings(Section):
-    max_attempts: int = Field(12, ge=1)
-    backoff_s: float = Field(1.0, gt=0)
-    max_backoff_s: float = Field(300.0, gt=0)
+    max_attempts: int = Field(default=12, ge=1)
+    backoff_s: float = Field(default=1.0, gt=0)
+    max_backoff_s: float = Field(default=300.0, gt=0)
 
 
 class Settings(Section):
@@ -145,13 +161,15 @@ class Settings(Section):
 
 
 def _under(base: Path, path: Path) -> Path:
+    path = path.expanduser()
     return path if path.is_absolute() else base / path
 
 
 def load_settings(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Settings:
     """Read, substitute, override and validate; raise ConfigError with a precise message."""
     env = dict(os.environ if environ is None else environ)
-    file = Path(path or env.get("RELAYDESK_CONFIG") or DEFAULT_CONFIG)
+    chosen = path or env.get("RELAYDESK_CONFIG")  # an empty RELAYDESK_CONFIG counts as not set
+    file = Path(chosen or DEFAULT_CONFIG)
     raw: dict[str, Any] = {}
     if file.exists():
         try:
@@ -159,16 +177,19 @@ def load_settings(path: str | Path | None = None, environ: dict[str, str] | None
             loaded = _substitute(yaml.safe_load(text), env, file)
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{file}: not valid YAML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"{file}: cannot read the config file: {exc.strerror or exc}") from None
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{file}: expected a mapping of sections, got {type(loaded).__name__}")
-        raw = loaded or {}
-    elif path is not None or "RELAYDESK_CONFIG" in env:
+        # A section whose keys are all commented out (`slack:`) means "defaults", not an error.
+        raw = {key: {} if value is None else value for key, value in (loaded or {}).items()}
+    elif chosen:
         raise ConfigError(f"{file}: config file not found")
-    _apply_overrides(raw, env)
+    sources = _apply_overrides(raw, env)
     try:
         settings = Settings.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, file)) from None
+        raise ConfigError(_describe(exc, file, sources)) from None
     _refuse_placeholders(settings)
     return settings.resolve_paths(file.resolve().parent)
 
@@ -184,17 +205,21 @@ def _substitute(node: Any, env: dict[str, str], file: Path) -> Any:
 
     def replace(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)
-        if name in env:
+        if env.get(name):
             return env[name]
-        if default is not None:
+        if default is not None:  # as in the shell: the default also applies to a set but empty variable
             return default
+        if name in env:
+            return ""
         raise ConfigError(f"{file}: ${{{name}}} is used but the environment variable {name} is not set")
 
     return _VAR.sub(replace, node)
 
 
-def _apply_overrides(raw: dict[str, Any], env: dict[str, str]) -> None:
-    for name, value in env.items():
+def _apply_overrides(raw: dict[str, Any], env: dict[str, str]) -> dict[tuple[str, ...], str]:
+    """Apply RELAYDESK__SECTION__KEY variables; return which variable set which key (for messages)."""
+    sources: dict[tuple[str, ...], str] = {}
+    for name, value in sorted(env.items()):
         if not name.startswith(ENV_PREFIX):
             continue
         keys = [k.lower() for k in name[len(ENV_PREFIX) :].split("__") if k]
@@ -202,31 +227,74 @@ def _apply_overrides(raw: dict[str, Any], env: dict[str, str]) -> None:
             raise ConfigError(f"{name}: expected RELAYDESK__SECTION__KEY")
         node = raw
         for key in keys[:-1]:
-            child = node.setdefault(key, {})
+            child = node.get(key)
+            if child is None:
+                child = node[key] = {}
             if not isinstance(child, dict):
                 raise ConfigError(f"{name}: {key} is not a section")
             node = child
-        node[keys[-1]] = _scalar(value)
+        node[keys[-1]] = _scalar(value, _annotation(keys))
+        sources[tuple(keys)] = name
+    return sources
 
 
-def _scalar(value: str) -> Any:
-    """Environment values are read as YAML scalars ("0.7", "true", "[a, b]"); an empty one stays ''."""
-    if value == "":
-        return ""
-    try:
-        return yaml.safe_load(value)
-    except yaml.YAMLError:
+def _annotation(keys: list[str]) -> Any:
+    """The declared type of a settings key (None when the key is unknown)."""
+    model: Any = Settings
+    annotation: Any = None
+    for key in keys:
+        if get_origin(model) is dict:  # e.g. slack.routes.<topic>
+            annotation = get_args(model)[1]
+        elif isinstance(model, type) and issubclass(model, BaseModel) and key in model.model_fields:
+            annotation = model.model_fields[key].annotation
+        else:
+            return None
+        model = annotation
+    return annotation
+
+
+def _is_text(annotation: Any) -> bool:
+    if annotation in (str, Path):
+        return True
+    if get_origin(annotation) is Literal:
+        return all(isinstance(arg, str) for arg in get_args(annotation))
+    if get_origin(annotation) in (Union, types.UnionType):
+        return any(_is_text(arg) for arg in get_args(annotation) if arg is not type(None))
+    return False
+
+
+def _scalar(value: str, annotation: Any = None) -> Any:
+    """An environment value for a key of type `annotation`.
+
+    Text keys (tokens, URLs, paths, modes) take the value as is, so `123456`, `off` or `a #b` stay strings.
+    Other keys read it as a YAML scalar ("0.7", "true", "[a, b]"); a list key also takes "a, b" and
+    reads an empty value as an empty list. Any other empty value stays '' (for a token: "off").
+    """
+    if _is_text(annotation):
         return value
+    is_list = get_origin(annotation) is list
+    if value.strip() == "":
+        return [] if is_list else ""
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        parsed = value
+    if is_list and isinstance(parsed, str):
+        return [item.strip() for item in parsed.split(",") if item.strip()]
+    return parsed
 
 
-def _describe(exc: ValidationError, file: Path) -> str:
+def _describe(exc: ValidationError, file: Path, sources: dict[tuple[str, ...], str] | None = None) -> str:
     lines = [f"{file}: invalid configuration"]
     for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"])
+        loc = tuple(str(p) for p in err["loc"])
+        key = ".".join(loc)
+        origin = f" (from {sources[loc]})" if sources and loc in sources else ""
         if err["type"] == "extra_forbidden":
-            lines.append(f"  {key}: unknown key")
+            lines.append(f"  {key}{origin}: unknown key")
         else:
-            lines.append(f"  {key}: got {err.get('input')!r}; expected {err['msg'].lower()}")
+            expected = re.sub(r"^input should be\s+", "", err["msg"][:1].lower() + err["msg"][1:])
+            lines.append(f"  {key}{origin}: got {err.get('input')!r}; expected {expected}")
     return "\n".join(lines)
 
 
@@ -245,6 +313,7 @@ def _refuse_placeholders(settings: Settings) -> None:
             },
         ),
         "llm": (settings.llm.provider != "none", {"api_key": settings.llm.api_key}),
+        "embeddings": (settings.embeddings.provider == "openai", {"api_key": settings.embeddings.api_key}),
     }
     for section, (enabled, secrets) in checks.items():
         for key, value in secrets.items():

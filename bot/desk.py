@@ -311,7 +311,7 @@ class Desk:
             query = query.where(Message.created_at > conversation.resolved_at)
         history = (await session.execute(query.order_by(col(Message.id).desc()).limit(6))).all()
         last = [(str(a), str(t)) for a, t in reversed(history)]
-        handoff.summary = summarize(last, analysis, kind)
+        handoff.summary = (answer.summary if answer and answer.summary else "") or summarize(last, analysis, kind)
         session.add(handoff)
         await session.flush()
         conversation.state = State.WAITING_OPERATOR
@@ -333,6 +333,7 @@ class Desk:
                 "summary": handoff.summary,
                 "draft": handoff.draft,
                 "sources": handoff.sources,
+                "actions": list(answer.actions) if answer else [],  # e.g. a compensation awaiting Send
                 "last_messages": last,
             },
             conversation.id,
@@ -340,7 +341,7 @@ class Desk:
         notice = (
             self._texts.render("not_text", language, kind=kind)
             if kind != "text"
-            else self._texts.render("handoff", language)
+            else (answer.notice if answer and answer.notice else self._texts.render("handoff", language))
         )
         send_to_customer(session, customer, conversation, notice, language=language)
         record_event(

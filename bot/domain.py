@@ -106,6 +106,8 @@ class Answer:
     actions: tuple[dict[str, Any], ...] = ()
     needs_human: bool = False
     reason: str = ""
+    summary: str = ""  # a brain's own paragraph for the operator card ('' = the desk writes one)
+    notice: str = ""  # on a handoff, what the customer is told instead of the generic handoff text
 
 
 @dataclass(frozen=True)

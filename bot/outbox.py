@@ -170,7 +170,7 @@ class Outbox:
                 if conversation is not None:
                     conversation.queue_thread = ref
             if undeliverable and row.conversation_id is not None:
-                conversation = await session.get(Conversation, row.conversation_id)
-                customer = conversation and await session.get(Customer, conversation.customer_id)
+                owner = await session.get(Conversation, row.conversation_id)
+                customer = await session.get(Customer, owner.customer_id) if owner is not None else None
                 if customer is not None and customer.channel == row.channel:
                     customer.blocked = True  # e.g. the customer blocked the bot: stop writing to them

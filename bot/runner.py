@@ -41,6 +41,10 @@ def enabled_channels(settings: Settings) -> list[ChannelFactory]:
         from connectors.telegram import TelegramConnector
 
         factories.append(TelegramConnector)
+    if settings.slack.enabled:
+        from connectors.slack import SlackConnector
+
+        factories.append(SlackConnector)
     return factories
 
 
@@ -81,6 +85,7 @@ async def start(settings: Settings, app: App | None = None) -> Running:
             "or try the desk in the terminal with `relaydesk chat`"
         )
     app = app or await build_app(settings)
+    app.watch_prompts()
     server = make_server(app)
     channels = [factory(app) for factory in factories]
     for channel in channels:

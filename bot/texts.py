@@ -21,7 +21,7 @@ class Texts:
     entries: dict[str, dict[str, str]]  # name -> language -> template
     default_language: str = "en"
 
-    def render(self, name: str, language: str, **values: object) -> str:
+    def render(self, name: str, language: str, /, **values: object) -> str:
         by_lang = self.entries[name]
         template = by_lang.get(language) or by_lang.get(self.default_language) or next(iter(by_lang.values()))
         return template.format(**values)

@@ -1,8 +1,8 @@
 """The knowledge index: articles (questions, title, body chunks) and resolved cases in one Chroma collection.
 
 One collection per embedding model, so switching models never mixes vectors. Every record carries
-the article id, title, lang, tags and the hash of the file it came from: re-ingest compares hashes
-and touches only what changed.
+the article id, title, lang, tags and the hash of the file it came from (with the chunk size):
+re-ingest compares hashes and touches only what changed.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 
 from bot.config import KnowledgeSettings
 from bot.embeddings import Embedder
-from bot.knowledge.articles import Article, ArticleError, article_files, chunk_text, read_article
+from bot.knowledge.articles import Article, ArticleError, article_files, chunk_text, decode_article
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,8 @@ def open_collection(settings: KnowledgeSettings, embedder_name: str) -> Any:
         client = chromadb.PersistentClient(
             path=str(settings.store), settings=chromadb.Settings(anonymized_telemetry=False)
         )
-    name = "kb-" + re.sub(r"[^A-Za-z0-9._-]+", "-", embedder_name).strip("-.")[:60]
+    # Chroma wants 3-512 of [A-Za-z0-9._-], starting and ending with a letter or digit.
+    name = ("kb-" + re.sub(r"[^A-Za-z0-9._-]+", "-", embedder_name))[:63].rstrip("-._")
     return client.get_or_create_collection(name, embedding_function=None, metadata={"hnsw:space": "cosine"})
 
 
@@ -100,15 +101,20 @@ class KnowledgeIndex:
         for file in article_files(root):
             rel = str(file.relative_to(root))
             seen_paths.add(rel)
-            raw = file.read_bytes()
-            digest = hashlib.sha256(raw).hexdigest()
+            try:
+                raw = file.read_bytes()
+            except OSError as exc:
+                report.errors.append((rel, f"cannot read the file: {exc.strerror or exc}"))
+                continue
+            # The chunk size is part of what was indexed: changing knowledge.chunk_chars re-chunks everything.
+            digest = hashlib.sha256(f"chunk_chars={self._chunk_chars}\n".encode() + raw).hexdigest()
             previous = known.get(rel)
             if previous and previous[0] == digest:
                 owners.setdefault((previous[1], previous[2]), rel)
                 report.unchanged += 1
                 continue
             try:
-                article = read_article(file, root)
+                article = decode_article(raw, rel)
             except ArticleError as exc:
                 report.errors.append((rel, str(exc)))
                 continue

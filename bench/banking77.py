@@ -1,0 +1,197 @@
+"""BANKING77 under the help-desk protocol (/work/shared/data/banking77/README.md).
+
+    .venv/bin/python bench/banking77.py           # all 77 intents, all 3,080 test questions
+    .venv/bin/python bench/banking77.py --quick   # the first 15 intents: a smoke check
+
+Knowledge base: one article per intent whose questions are the intent's first 10 train.csv
+utterances; tuning set: the next 20 per intent; test set: test.csv. The product ingests the KB
+once (bot.evaluation.run_cases over tuning + test cases), tunes its automation thresholds on the
+tuning outcomes at precision 0.95 (bot.evaluation.tune) and is scored on the test outcomes with
+those thresholds (bot.evaluation.score). Baseline in the same run: a plain 10-nearest-neighbour vote
+over the same question embeddings (same embedder), its vote threshold tuned the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import tempfile
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+from common import bench_settings, header, stopwatch, write_article
+
+from bot.embeddings import create_embedder
+from bot.evaluation import THRESHOLD_REASONS, Outcome, answered, evaluate, read_cases, run_cases, score, tune
+
+DATA = Path("/work/shared/data/banking77")
+KB_QUESTIONS, TUNING_PER_INTENT = 10, 20
+TARGET_PRECISION = 0.95
+GOAL_AUTOMATION = 0.70
+PUBLISHED_KNN = 0.48
+K = 10
+
+
+def read_csv(path: Path) -> list[tuple[str, str]]:
+    with path.open(encoding="utf-8", newline="") as f:
+        return [(row["text"], row["category"]) for row in csv.DictReader(f)]
+
+
+def build_protocol(tmp: Path, intents: list[str] | None) -> tuple[Path, Path, Path, dict[str, list[str]]]:
+    train, test = read_csv(DATA / "train.csv"), read_csv(DATA / "test.csv")
+    chosen = intents or json.loads((DATA / "categories.json").read_text())
+    by_intent: dict[str, list[str]] = defaultdict(list)
+    for text, intent in train:
+        by_intent[intent].append(text)
+    kb = tmp / "kb"
+    kb.mkdir()
+    tuning, questions = [], {}
+    for intent in chosen:
+        utterances = by_intent[intent]
+        title = intent.replace("_", " ")
+        questions[intent] = utterances[:KB_QUESTIONS]
+        write_article(kb, intent, "en", title, questions[intent], f"This article answers questions about {title}.")
+        tuning += [{"text": t, "expected": intent} for t in utterances[KB_QUESTIONS : KB_QUESTIONS + TUNING_PER_INTENT]]
+    testing = [{"text": t, "expected": intent} for t, intent in test if intent in chosen]
+    tuning_file, test_file = tmp / "tuning.jsonl", tmp / "test.jsonl"
+    for path, rows in ((tuning_file, tuning), (test_file, testing)):
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return kb, tuning_file, test_file, questions
+
+
+# -- the baseline: 10-NN vote ------------------------------------------------------------------------
+
+
+def knn_vote(queries: np.ndarray, bank: np.ndarray, labels: list[str]) -> list[tuple[str, float]]:
+    """(label, share of the 10 nearest questions that vote for it); ties go to the higher summed similarity."""
+    sims = queries @ bank.T
+    nearest = np.argsort(-sims, axis=1)[:, :K]
+    out = []
+    for row, idx in enumerate(nearest):
+        votes: Counter[str] = Counter()
+        weight: dict[str, float] = defaultdict(float)
+        for i in idx:
+            votes[labels[i]] += 1
+            weight[labels[i]] += float(sims[row, i])
+        label = max(votes, key=lambda lab: (votes[lab], weight[lab]))
+        out.append((label, votes[label] / K))
+    return out
+
+
+def tune_threshold(predictions: list[tuple[str, float]], expected: list[str]) -> float:
+    """The lowest vote share whose cut keeps precision >= target, maximising automation (as bot.evaluation.tune)."""
+    ranked = sorted(zip(predictions, expected, strict=True), key=lambda p: -p[0][1])
+    best, threshold, sent, correct = 0.0, 1.01, 0, 0
+    for i, ((label, conf), exp) in enumerate(ranked):
+        sent += 1
+        correct += label == exp
+        if i + 1 < len(ranked) and ranked[i + 1][0][1] == conf:
+            continue
+        if correct / sent >= TARGET_PRECISION and correct / len(ranked) > best:
+            best, threshold = correct / len(ranked), conf
+    return threshold
+
+
+def knn_score(predictions: list[tuple[str, float]], expected: list[str], threshold: float) -> dict[str, float]:
+    sent = [(lab, exp) for (lab, conf), exp in zip(predictions, expected, strict=True) if conf >= threshold]
+    correct = sum(lab == exp for lab, exp in sent)
+    return {
+        "answered": len(sent),
+        "correct": correct,
+        "precision": round(correct / len(sent), 4) if sent else 0.0,
+        "automation_rate": round(correct / len(expected), 4),
+        "top1_accuracy": round(sum(p[0] == e for p, e in zip(predictions, expected, strict=True)) / len(expected), 4),
+    }
+
+
+async def embed(embedder, texts: list[str], batch: int = 64) -> np.ndarray:  # type: ignore[no-untyped-def]
+    return np.vstack([await embedder.queries(texts[i : i + batch]) for i in range(0, len(texts), batch)])
+
+
+# -- the run -----------------------------------------------------------------------------------------
+
+
+def handoff_breakdown(outcomes: list[Outcome], min_confidence: float, min_margin: float) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    for o in outcomes:
+        if answered(o, min_confidence, min_margin):
+            continue
+        analysis = o.decision.analysis
+        reasons = {str(r) for r in set(o.decision.reasons) - THRESHOLD_REASONS}
+        if analysis is not None and analysis.confidence < min_confidence:
+            reasons.add("low_confidence")
+        if analysis is not None and analysis.margin < min_margin:
+            reasons.add("small_margin")
+        for reason in reasons:
+            counts[reason] += 1
+    return counts
+
+
+async def main(quick: bool) -> None:
+    intents = json.loads((DATA / "categories.json").read_text())[:15] if quick else None
+    header(f"BANKING77 help-desk protocol{' (quick: 15 intents)' if quick else ''}")
+    with tempfile.TemporaryDirectory(prefix="relaydesk-b77-") as tmpdir:
+        tmp = Path(tmpdir)
+        kb, tuning_file, test_file, questions = build_protocol(tmp, intents)
+        tuning_cases, test_cases = read_cases(tuning_file), read_cases(test_file)
+        settings = bench_settings(tmp, kb=kb)
+        print(
+            f"KB: {len(questions)} articles x {KB_QUESTIONS} questions; tuning cases {len(tuning_cases)}; "
+            f"test cases {len(test_cases)}; embeddings: {settings.embeddings.provider}"
+        )
+
+        # The product: one ingest, every case through Desk.preview (run_cases), tune, score.
+        with stopwatch() as t_product:
+            outcomes = await run_cases(settings, kb, [*tuning_cases, *test_cases])
+        tuning_out, test_out = outcomes[: len(tuning_cases)], outcomes[len(tuning_cases) :]
+        tuned = tune(tuning_out, TARGET_PRECISION)
+        conf, margin = tuned["settings"]["min_confidence"], tuned["settings"]["min_margin"]
+        result = score(test_out, conf, margin)
+        report = evaluate(test_out)
+        handoffs = result["cases"] - result["answered"]
+        breakdown = handoff_breakdown(test_out, conf, margin)
+
+        # The baseline: 10-NN vote over the same questions, same embedder.
+        embedder = create_embedder(settings.embeddings)
+        labels = [intent for intent, qs in questions.items() for _ in qs]
+        with stopwatch() as t_knn:
+            bank = await embed(embedder, [q for qs in questions.values() for q in qs])
+            knn_tuning = knn_vote(await embed(embedder, [c.text for c in tuning_cases]), bank, labels)
+            knn_test = knn_vote(await embed(embedder, [c.text for c in test_cases]), bank, labels)
+        knn_threshold = tune_threshold(knn_tuning, [str(c.expected) for c in tuning_cases])
+        knn = knn_score(knn_test, [str(c.expected) for c in test_cases], knn_threshold)
+
+    print(f"\nrelaydesk (tuned on the tuning set at precision {TARGET_PRECISION}; {t_product[0]:.0f} s incl. ingest)")
+    print(f"  tuned settings:      min_confidence {conf:.6g}, min_margin {margin:.6g}")
+    print(f"  tuning set:          automation {tuned['automation_rate']:.4f}, precision {tuned['precision']:.4f}")
+    print(f"  test automation:     {result['automation_rate']:.4f}  ({result['correct']} of {result['cases']})")
+    print(f"  test precision:      {result['precision']:.4f}  ({result['correct']} of {result['answered']} answered)")
+    print(f"  test top-1 accuracy: {report['top1_accuracy']:.4f}")
+    print(f"  handoffs:            {handoffs} of {result['cases']}  wrong answers sent: {result['answered'] - result['correct']}")
+    print(f"  handoff reasons:     {dict(breakdown.most_common())}")
+    print(f"  preview latency:     p50 {report['latency_ms_p50']} ms, p95 {report['latency_ms_p95']} ms")
+    print(f"\nbaseline: {K}-NN vote, same embedder ({embedder.name}), threshold tuned the same way ({t_knn[0]:.0f} s)")
+    print(f"  vote threshold:      {knn_threshold:.2f}")
+    print(f"  test automation:     {knn['automation_rate']:.4f}  ({knn['correct']} of {len(test_cases)})")
+    print(f"  test precision:      {knn['precision']:.4f}  ({knn['correct']} of {knn['answered']} answered)")
+    print(f"  test top-1 accuracy: {knn['top1_accuracy']:.4f}")
+    print("\ncomparison")
+    goal = result["automation_rate"] >= GOAL_AUTOMATION and result["precision"] >= TARGET_PRECISION
+    print(
+        f"  automation {result['automation_rate']:.4f} vs kNN {knn['automation_rate']:.4f} "
+        f"({result['automation_rate'] - knn['automation_rate']:+.4f}); published kNN ≈ {PUBLISHED_KNN}"
+    )
+    print(f"  top-1 {report['top1_accuracy']:.4f} vs kNN {knn['top1_accuracy']:.4f}")
+    print(
+        f"  goal: automation >= {GOAL_AUTOMATION} at precision >= {TARGET_PRECISION}: "
+        f"{'MET' if goal else 'MISSED'}" + ("" if not quick else " (quick mode: not the real figure)")
+    )
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="15 intents: a smoke check")
+    asyncio.run(main(parser.parse_args().quick))

@@ -1,0 +1,248 @@
+"""Per-message latency of the offline pipeline: Desk.receive with storage on SQLite.
+
+    .venv/bin/python bench/latency.py            # sample KB (knowledge/) and the 10,000-article synthetic KB, 300 messages each
+    .venv/bin/python bench/latency.py --quick    # 60 messages each: a smoke check
+    .venv/bin/python bench/latency.py --kb sample|synthetic|both
+
+Every message is a new customer's first question (a new chat), the outbox is not delivered. The
+synthetic KB's Chroma store must exist (bench/ingest.py builds it once, ~tens of minutes); the sample
+KB is ingested at start into /tmp/relaydesk-bench/chroma-sample by the product's own incremental
+ingest (the first run embeds it, later runs only check hashes). SQLite is a fresh temp file each run.
+
+Figures, all from the same run and the same objects:
+  pipeline  Desk.receive(Inbound) end to end (analysis, retrieval, answer, policy, SQLite writes)
+  bare      the app's own embedder.queries([q]) + its Chroma collection.query(n_results=top_k,
+            include metadatas+distances, as the index asks) — the floor of any answer
+  overhead  (pipeline - bare) / bare, at p50 and p99
+  breakdown the product's parts timed one by one from here with perf_counter, in pipeline order
+Pipeline and bare calls are interleaved message by message, so a load spike from other processes
+hits both alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from common import CACHE, REPO, bench_settings, cached_store_ready, header, summary, synthetic_queries, synthetic_store
+
+from bot.analysis.intent import priority, wants_human
+from bot.analysis.language import detect_language
+from bot.analysis.sentiment import score_sentiment
+from bot.analyzer import MAX_QUERY_CHARS
+from bot.app import App, build_app
+from bot.domain import Inbound
+from bot.retrieval import rank_topics
+
+GOAL_P99_MS = 50.0
+GOAL_OVERHEAD = 0.25
+SYNTHETIC_SIZE = 10_000
+WARMUP = 5
+
+
+def sample_questions() -> list[str]:
+    texts: list[str] = []
+    for name in ("sample.jsonl", "sentiment.jsonl"):
+        for raw in (REPO / "eval" / name).read_text(encoding="utf-8").splitlines():
+            if raw.strip():
+                texts.append(json.loads(raw)["text"])
+    return list(dict.fromkeys(texts))
+
+
+def ms(seconds: float) -> float:
+    return seconds * 1000
+
+
+class Bench:
+    def __init__(self, app: App, label: str) -> None:
+        self.app = app
+        self.label = label
+        self.top_k = app.settings.knowledge.top_k
+        self.embedder = app.index._embedder  # noqa: SLF001 - the very objects the pipeline uses
+        self.collection = app.index._collection  # noqa: SLF001
+        self.counter = 0
+
+    def inbound(self, text: str) -> Inbound:
+        self.counter += 1
+        return Inbound(
+            channel="bench", chat_id=f"{self.label}-{time.time_ns()}-{self.counter}",
+            message_id=f"{self.label}-{time.time_ns()}-{self.counter}", text=text, name="Bench",
+        )
+
+    async def pipeline(self, text: str) -> tuple[float, str]:
+        inbound = self.inbound(text)
+        started = time.perf_counter()
+        decision = await self.app.desk.receive(inbound)
+        return ms(time.perf_counter() - started), decision.action
+
+    async def bare(self, text: str) -> float:
+        started = time.perf_counter()
+        vectors = await self.embedder.queries([text])
+        await asyncio.to_thread(
+            self.collection.query, query_embeddings=vectors, n_results=self.top_k, include=["metadatas", "distances"]
+        )
+        return ms(time.perf_counter() - started)
+
+    async def breakdown(self, text: str, parts: dict[str, list[float]]) -> None:
+        """The pipeline's steps, called one by one as Desk.receive calls them, each timed."""
+        desk, index, analyzer = self.app.desk, self.app.index, self.app.desk._analyzer  # noqa: SLF001
+        inbound = self.inbound(text)
+        started = time.perf_counter()
+
+        def lap(name: str, since: float) -> float:
+            now = time.perf_counter()
+            parts[name].append(ms(now - since))
+            return now
+
+        t = time.perf_counter()
+        context = await desk._context(inbound)  # noqa: SLF001
+        t = lap("storage: read context (SQLite)", t)
+        language = detect_language(text, default=analyzer._default_language)  # noqa: SLF001
+        t = lap("language detection", t)
+        vector = await index.embed_query(text[:MAX_QUERY_CHARS])
+        t = lap("embedding (incl. thread hop)", t)
+        n = self.collection.count()
+        t = lap("chroma: count()", t)
+        self.collection.query(query_embeddings=[vector], n_results=self.top_k, include=["metadatas", "distances"])
+        t = lap("chroma: query()", t)
+        hits = await asyncio.to_thread(index.search_vector, vector, self.top_k)
+        parts["(search_vector via thread, = count+query+hits; not summed)"].append(ms(time.perf_counter() - t))
+        t = time.perf_counter()
+        rank_topics(hits)
+        t = lap("ranking (rank_topics)", t)
+        sentiment = score_sentiment(text, language)
+        human = wants_human(text)
+        priority(sentiment.score, text, human)
+        t = lap("sentiment + wants_human + priority", t)
+        analysis = analyzer.conclude(text, language, hits)
+        parts["(conclude = ranking + sentiment; not summed)"].append(ms(time.perf_counter() - t))
+        t = time.perf_counter()
+        answer = await desk._respond(text, analysis, context.history)  # noqa: SLF001
+        t = lap("answer: article fetch from chroma + extract", t)
+        desk._policy.reasons(analysis, answer, 0)  # noqa: SLF001
+        t = lap("policy", t)
+        await desk._record(inbound, text, analysis, answer, context, started)  # noqa: SLF001
+        lap("storage: write (SQLite transaction)", t)
+        del n
+
+
+async def measure(app: App, label: str, questions: list[str], messages: int) -> dict[str, Any]:
+    bench = Bench(app, label)
+    for q in questions[:WARMUP]:
+        await bench.pipeline(q)
+        await bench.bare(q)
+    pipeline, bare, actions = [], [], defaultdict(int)
+    for i in range(messages):
+        q = questions[(WARMUP + i) % len(questions)]
+        if i % 2:  # alternate the order so neither side always runs on a warmer cache
+            bare.append(await bench.bare(q))
+            p, action = await bench.pipeline(q)
+        else:
+            p, action = await bench.pipeline(q)
+            bare.append(await bench.bare(q))
+        pipeline.append(p)
+        actions[action] += 1
+    parts: dict[str, list[float]] = defaultdict(list)
+    for i in range(messages):
+        await bench.breakdown(questions[(WARMUP + i) % len(questions)], parts)
+    return {"pipeline": summary(pipeline), "bare": summary(bare), "actions": dict(actions), "parts": parts}
+
+
+def report(label: str, records: int, result: dict[str, Any]) -> dict[str, Any]:
+    p, b = result["pipeline"], result["bare"]
+    over50 = (p["p50"] - b["p50"]) / b["p50"]
+    over99 = (p["p99"] - b["p99"]) / b["p99"]
+    print(f"\n{label}: {records:,} records in the collection; {p['n']} messages; decisions {result['actions']}")
+    print(f"  {'':44} {'p50':>8} {'p90':>8} {'p99':>8} {'mean':>8}  ms")
+    for name, s in (("pipeline (Desk.receive, SQLite)", p), ("bare: 1 query embedding + 1 chroma query", b)):
+        print(f"  {name:44} {s['p50']:8.2f} {s['p90']:8.2f} {s['p99']:8.2f} {s['mean']:8.2f}")
+    print(f"  overhead of the pipeline over the bare cost: p50 {over50:+.1%}, p99 {over99:+.1%} (goal <= {GOAL_OVERHEAD:.0%})")
+    parts = result["parts"]
+    summed = {k: v for k, v in parts.items() if not k.startswith("(")}
+    total = sum(statistics.fmean(v) for v in summed.values())
+    print(f"  breakdown ({len(next(iter(parts.values())))} messages, each part timed alone; share of the summed means):")
+    for name, values in sorted(parts.items(), key=lambda kv: kv[0].startswith("(")):
+        s = summary(values)
+        share = f"{s['mean'] / total:6.1%}" if not name.startswith("(") else "      "
+        print(f"    {name:58} p50 {s['p50']:7.2f}  p99 {s['p99']:7.2f}  mean {s['mean']:7.2f}  {share}")
+    print(f"    {'sum of the parts (means)':58} {'':28} {total:7.2f}")
+    embed_and_query = statistics.fmean(parts["embedding (incl. thread hop)"]) + statistics.fmean(parts["chroma: query()"])
+    rest = {k: statistics.fmean(v) for k, v in summed.items()
+            if k not in ("embedding (incl. thread hop)", "chroma: query()")}
+    worst = max(rest, key=lambda k: rest[k])
+    print(f"  beyond embedding + query ({embed_and_query:.2f} ms mean) the largest part is {worst!r} ({rest[worst]:.2f} ms)")
+    return {"label": label, "p50": p["p50"], "p99": p["p99"], "bare_p50": b["p50"], "bare_p99": b["p99"],
+            "overhead_p50": over50, "overhead_p99": over99, "worst": worst}
+
+
+async def run_sample(messages: int) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="relaydesk-lat-") as tmp:
+        # The store persists under the bench cache; build_app's own incremental ingest re-embeds only what changed.
+        settings = bench_settings(Path(tmp), kb=REPO / "knowledge", store=CACHE / "chroma-sample")
+        started = time.perf_counter()
+        app = await build_app(settings)
+        ingest = app.ingest_report
+        print(
+            f"\nsample KB: build_app + incremental ingest into {settings.knowledge.store} in "
+            f"{time.perf_counter() - started:.1f} s ({ingest.added if ingest else 0} added, "
+            f"{ingest.updated if ingest else 0} updated, {ingest.unchanged if ingest else 0} unchanged)"
+        )
+        try:
+            result = await measure(app, "sample", sample_questions(), messages)
+            return report("sample KB (knowledge/)", app.index.count(), result)
+        finally:
+            await app.close()
+
+
+async def run_synthetic(n: int, messages: int) -> dict[str, Any] | None:
+    if cached_store_ready(n) is None:
+        print(f"\nsynthetic KB of {n:,}: no cached store at {synthetic_store(n)}; run bench/ingest.py first. Skipped.")
+        return None
+    with tempfile.TemporaryDirectory(prefix="relaydesk-lat-") as tmp:
+        settings = bench_settings(Path(tmp), kb=Path(tmp) / "unused", store=synthetic_store(n))
+        app = await build_app(settings, ingest=False)  # the cached store, as built by bench/ingest.py
+        try:
+            result = await measure(app, "synthetic", synthetic_queries(n, messages + WARMUP), messages)
+            return report(f"synthetic KB ({n:,} articles)", app.index.count(), result)
+        finally:
+            await app.close()
+
+
+async def main(which: str, messages: int) -> None:
+    header("latency: Desk.receive per message (offline brain, SQLite)")
+    rows = []
+    if which in ("sample", "both"):
+        rows.append(await run_sample(messages))
+    if which in ("synthetic", "both"):
+        row = await run_synthetic(SYNTHETIC_SIZE, messages)
+        if row:
+            rows.append(row)
+    print("\nsummary")
+    for row in rows:
+        goal = ""
+        if row["label"].startswith("synthetic"):
+            goal = f"; p99 goal <= {GOAL_P99_MS:.0f} ms: {'MET' if row['p99'] <= GOAL_P99_MS else 'MISSED'}"
+        verdict = "MET" if max(row["overhead_p50"], row["overhead_p99"]) <= GOAL_OVERHEAD else "MISSED"
+        print(
+            f"  {row['label']:32} p50 {row['p50']:7.2f} ms  p99 {row['p99']:7.2f} ms  | bare p50 {row['bare_p50']:6.2f} "
+            f"p99 {row['bare_p99']:6.2f} | overhead p50 {row['overhead_p50']:+.0%} p99 {row['overhead_p99']:+.0%} "
+            f"(goal <= 25%: {verdict}){goal}"
+        )
+        if verdict == "MISSED":
+            print(f"    the largest part beyond embedding + chroma query: {row['worst']}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="60 messages per KB: a smoke check")
+    parser.add_argument("--kb", choices=("sample", "synthetic", "both"), default="both")
+    parser.add_argument("--messages", type=int, help="messages per KB (default 300, quick 60)")
+    args = parser.parse_args()
+    asyncio.run(main(args.kb, args.messages or (60 if args.quick else 300)))

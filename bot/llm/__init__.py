@@ -1,0 +1,1 @@
+"""The LLM brain's parts: the chat model, LLM analysis, the CRM port, the compensation policy."""

@@ -1,0 +1,95 @@
+"""LLM analysis: topic, sentiment, priority and a wish for a human from one structured call.
+
+The offline analysis runs first (language, retrieval candidates; it is also the answer when the LLM
+fails or runs out of time); the LLM refines it into the same `Analysis` type. The topic it picks must
+be one of the retrieved candidates, so a model can't invent a topic the policy doesn't know.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import replace
+from typing import Any, Literal
+
+from langchain_core.language_models import BaseChatModel
+from langchain_core.messages import HumanMessage, SystemMessage
+from pydantic import BaseModel, Field
+
+from bot.analyzer import Analyzer
+from bot.config import LLMSettings
+from bot.domain import Analysis, Priority, Sentiment
+from bot.knowledge.index import KnowledgeIndex
+from bot.llm import budget
+from bot.prompts import PromptStore
+
+log = logging.getLogger(__name__)
+
+MAX_TEXT = 4000
+_RANK = {p: i for i, p in enumerate(Priority)}
+
+
+class MessageAnalysis(BaseModel):
+    """The classification of one customer message."""
+
+    topic: str | None = Field(default=None, description="one of the listed topic ids, or null")
+    sentiment: Literal["negative", "neutral", "positive"]
+    sentiment_score: float = Field(ge=-1, le=1)
+    priority: Literal["low", "normal", "high", "urgent"]
+    wants_human: bool = False
+
+
+class LLMAnalyzer(Analyzer):
+    def __init__(
+        self,
+        index: KnowledgeIndex,
+        model: BaseChatModel,
+        prompts: PromptStore,
+        settings: LLMSettings,
+        top_k: int = 30,
+        default_language: str = "en",
+    ) -> None:
+        super().__init__(index, top_k, default_language)
+        self._structured: Any = model.with_structured_output(MessageAnalysis, method="function_calling")
+        self._prompts = prompts
+        self._settings = settings
+
+    async def analyse(self, text: str, language_hint: str = "") -> Analysis:
+        budget.start(self._settings.budget_s)
+        offline = await super().analyse(text, language_hint)
+        try:
+            async with asyncio.timeout(min(self._settings.timeout_s, budget.remaining(self._settings.budget_s))):
+                found = await self._structured.ainvoke(self._messages(text, offline))
+        except Exception as exc:  # timeout, 429, 5xx, malformed: the offline analysis stands
+            log.warning("llm analysis failed, using the offline one: %s", type(exc).__name__)
+            return offline
+        if not isinstance(found, MessageAnalysis):
+            return offline
+        return merge(offline, found)
+
+    def _messages(self, text: str, offline: Analysis) -> list[Any]:
+        topics = ", ".join(f"{m.article_id} ({m.title})" for m in offline.matches) or "none"
+        system = self._prompts.agent.render("analysis", offline.language, topics=topics)
+        return [SystemMessage(system), HumanMessage(text[:MAX_TEXT])]
+
+
+def merge(offline: Analysis, found: MessageAnalysis) -> Analysis:
+    """The LLM's reading, bounded by what code knows: known topics only, and a wish for a human never lost."""
+    known = {m.article_id for m in offline.matches}
+    topic = found.topic if found.topic in known else offline.topic
+    matches = offline.matches
+    if topic != offline.topic and topic is not None:  # the LLM's topic first, so the offline answer follows it
+        matches = tuple(sorted(matches, key=lambda m: m.article_id != topic))
+    wants_human = offline.wants_human or found.wants_human
+    priority = Priority(found.priority)
+    if _RANK[Priority(offline.priority)] > _RANK[priority] and offline.wants_human:
+        priority = Priority(offline.priority)
+    return replace(
+        offline,
+        topic=topic,
+        matches=matches,
+        sentiment=Sentiment(found.sentiment),
+        sentiment_score=max(-1.0, min(1.0, found.sentiment_score)),
+        priority=priority,
+        wants_human=wants_human,
+    )

@@ -1,0 +1,198 @@
+"""Prompt files under `prompts/`, validated on load and hot-reloaded on change.
+
+Every text file (`texts.yaml`, `agent.yaml`, ...) has one entry per prompt with `variables` and one
+key per language; `compensation.yaml` is the compensation policy. `PromptStore` keeps the last good
+version of each file: a broken edit is logged, kept out of use and reported to the hooks registered
+with `on_error` (the Slack connector shows it to operators); fixing the file clears it (`on_reload`).
+
+Reloading swaps a `Texts` object's entries in place, so the desk and the operator actions, which
+were handed that object once, see the new wording on their next message without a restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+from bot.llm.compensation import CompensationPolicy, load_policy
+from bot.texts import PromptError, Texts, load_texts
+
+log = logging.getLogger(__name__)
+
+TEXTS, AGENT, COMPENSATION = "texts.yaml", "agent.yaml", "compensation.yaml"
+LANGUAGES = ("en", "ru")
+# What the code renders from agent.yaml, with the variables it passes: a file that lacks one is refused.
+AGENT_PROMPTS: dict[str, set[str]] = {
+    "persona": {"company"},
+    "tone": set(),
+    "rules": set(),
+    "analysis": {"topics"},
+    "fallback": set(),
+    "ask_order_number": set(),
+    "crm_unavailable": {"order_id"},
+    "compensation_offer": {"order_id", "days_late", "percent", "code", "valid_days"},
+    "compensation_lost": {"order_id", "percent", "code", "valid_days"},
+}
+ErrorHook = Callable[[str], object]
+_T = TypeVar("_T")
+_background: set[asyncio.Future[object]] = set()
+
+
+def check_prompts(folder: Path) -> list[str]:
+    """Every problem in the prompt folder (file, prompt and reason each); empty means all good."""
+    problems = []
+    for name in (TEXTS, AGENT, COMPENSATION):
+        try:
+            _load(folder / name)
+        except PromptError as exc:
+            problems.append(str(exc))
+    for path in sorted(folder.glob("*.yaml")):
+        if path.name not in (TEXTS, AGENT, COMPENSATION):
+            try:
+                load_texts(path, LANGUAGES)
+            except PromptError as exc:
+                problems.append(str(exc))
+    return problems
+
+
+def _load(path: Path) -> Texts | CompensationPolicy:
+    if path.name == COMPENSATION:
+        return load_policy(path)
+    texts = load_texts(path, LANGUAGES)
+    if path.name == AGENT:
+        _require(path, texts, AGENT_PROMPTS)
+    return texts
+
+
+def _require(path: Path, texts: Texts, required: dict[str, set[str]]) -> None:
+    for name, variables in required.items():
+        if name not in texts.entries:
+            raise PromptError(f"{path}: prompt {name!r} is missing")
+        for lang, template in texts.entries[name].items():
+            try:
+                template.format(**dict.fromkeys(variables, ""))
+            except (KeyError, IndexError, ValueError) as exc:
+                raise PromptError(f"{path}: prompt {name!r} ({lang}): unknown variable {exc}") from None
+
+
+@dataclass
+class _Loaded:
+    value: Texts | CompensationPolicy
+    mtime: tuple[int, int]
+    error: str = ""
+
+
+@dataclass
+class PromptStore:
+    """The live prompt files of one deployment; `refresh()` picks up edits, at most every `interval_s`."""
+
+    folder: Path
+    interval_s: float = 1.0
+    _files: dict[str, _Loaded] = field(default_factory=dict)
+    _error_hooks: list[ErrorHook] = field(default_factory=list)
+    _reload_hooks: list[Callable[[str], object]] = field(default_factory=list)
+    _checked: float = 0.0
+
+    @classmethod
+    def open(cls, folder: Path, interval_s: float = 1.0, agent: bool = True) -> PromptStore:
+        """Load the files; a broken file at start-up is an error (there is no last good version yet)."""
+        store = cls(folder, interval_s)
+        for name in (TEXTS, AGENT, COMPENSATION) if agent else (TEXTS,):
+            path = folder / name
+            store._files[name] = _Loaded(_load(path), _mtime(path))
+        store._checked = time.monotonic()
+        return store
+
+    # -- what the rest of the code reads ------------------------------------------------------------
+
+    @property
+    def texts(self) -> Texts:
+        return self._get(TEXTS, Texts)
+
+    @property
+    def agent(self) -> Texts:
+        return self._get(AGENT, Texts)
+
+    @property
+    def compensation(self) -> CompensationPolicy:
+        return self._get(COMPENSATION, CompensationPolicy)
+
+    def errors(self) -> dict[str, str]:
+        """The files whose last edit was refused, with the reason (what operators are shown)."""
+        return {name: f.error for name, f in self._files.items() if f.error}
+
+    def on_error(self, hook: ErrorHook) -> None:
+        """Call `hook(message)` when an edit is refused (message names file, prompt and reason)."""
+        self._error_hooks.append(hook)
+
+    def on_reload(self, hook: Callable[[str], object]) -> None:
+        """Call `hook(file name)` when an edited file was taken into use."""
+        self._reload_hooks.append(hook)
+
+    # -- reloading ----------------------------------------------------------------------------------
+
+    def refresh(self, force: bool = False) -> None:
+        """Reload files changed on disk; cheap (a stat per file) and rate-limited by `interval_s`."""
+        now = time.monotonic()
+        if not force and now - self._checked < self.interval_s:
+            return
+        self._checked = now
+        for name, loaded in self._files.items():
+            path = self.folder / name
+            mtime = _mtime(path)
+            if mtime == loaded.mtime:
+                continue
+            loaded.mtime = mtime
+            try:
+                fresh = _load(path)
+            except PromptError as exc:
+                loaded.error = str(exc)
+                log.error("prompts: edit refused, keeping the last good version: %s", exc)
+                self._notify(self._error_hooks, loaded.error)
+                continue
+            if isinstance(loaded.value, Texts) and isinstance(fresh, Texts):
+                entries = loaded.value.entries
+                entries.clear()  # the same object everyone holds: no await between clear and update
+                entries.update(fresh.entries)
+            else:
+                loaded.value = fresh
+            loaded.error = ""
+            log.info("prompts: reloaded %s", path)
+            self._notify(self._reload_hooks, name)
+
+    async def watch(self) -> None:
+        """Poll for edits until cancelled (for deployments where no message triggers `refresh`)."""
+        while True:
+            self.refresh(force=True)
+            await asyncio.sleep(self.interval_s)
+
+    def _get(self, name: str, kind: type[_T]) -> _T:
+        self.refresh()
+        value = self._files[name].value
+        assert isinstance(value, kind)
+        return value
+
+    @staticmethod
+    def _notify(hooks: list[Callable[[str], object]], message: str) -> None:
+        for hook in hooks:
+            try:
+                result = hook(message)
+                if inspect.isawaitable(result):  # an async hook (the Slack connector's) runs in the background
+                    _background.add(task := asyncio.ensure_future(result))
+                    task.add_done_callback(_background.discard)
+            except Exception:  # a broken hook must not stop the reload
+                log.exception("prompts: hook failed")
+
+
+def _mtime(path: Path) -> tuple[int, int]:
+    try:
+        stat = path.stat()
+    except OSError:
+        return (-1, -1)
+    return (stat.st_mtime_ns, stat.st_size)

@@ -1,0 +1,75 @@
+"""Who may act on the queue (members of its channel, or of a configured user group) and their names.
+
+Answers are cached for a short while: a click costs no extra Slack call, and someone removed from
+the channel loses the right within `ttl_s`. When Slack cannot say, the answer is no.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+log = logging.getLogger(__name__)
+
+
+class OperatorDirectory:
+    def __init__(self, client: AsyncWebClient, group: str = "", ttl_s: float = 60.0) -> None:
+        self._client = client
+        self._group = group
+        self._ttl_s = ttl_s
+        self._members: dict[str, tuple[float, frozenset[str]]] = {}
+        self._names: dict[str, tuple[float, str]] = {}
+
+    async def allowed(self, user: str, channel: str) -> bool:
+        if not user:
+            return False
+        if user in await self._cached(f"channel:{channel}", self._channel_members, channel):
+            return True
+        return bool(self._group) and user in await self._cached(f"group:{self._group}", self._group_users, self._group)
+
+    async def name(self, user: str) -> str:
+        """The operator's Slack name (display name, else real name), recorded on everything they do."""
+        hit = self._names.get(user)
+        if hit and hit[0] > time.monotonic():
+            return hit[1]
+        try:
+            info = (await self._client.users_info(user=user))["user"]
+        except (SlackApiError, aiohttp.ClientError, TimeoutError, KeyError, TypeError):
+            log.warning("slack: users.info failed for an operator; using the user id")
+            return user
+        profile = info.get("profile") or {}
+        name = profile.get("display_name") or profile.get("real_name") or info.get("real_name") or info.get("name")
+        name = str(name or user)
+        self._names[user] = (time.monotonic() + self._ttl_s * 60, name)
+        return name
+
+    async def _cached(self, key: str, load: Callable[[str], Awaitable[frozenset[str]]], arg: str) -> frozenset[str]:
+        hit = self._members.get(key)
+        if hit and hit[0] > time.monotonic():
+            return hit[1]
+        try:
+            members = await load(arg)
+        except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
+            log.warning("slack: could not list %s: %s", key, exc)
+            return frozenset()
+        self._members[key] = (time.monotonic() + self._ttl_s, members)
+        return members
+
+    async def _channel_members(self, channel: str) -> frozenset[str]:
+        members: set[str] = set()
+        cursor = ""
+        while True:
+            page = await self._client.conversations_members(channel=channel, cursor=cursor or None, limit=1000)
+            members.update(page.get("members") or [])
+            cursor = (page.get("response_metadata") or {}).get("next_cursor") or ""
+            if not cursor:
+                return frozenset(members)
+
+    async def _group_users(self, group: str) -> frozenset[str]:
+        page = await self._client.usergroups_users_list(usergroup=group)
+        return frozenset(page.get("users") or [])

@@ -1,0 +1,217 @@
+"""Block Kit for the operator queue: the root card, the draft in the thread, customer messages.
+
+Every function is pure (payload in, `(text, blocks)` out) so the cards can be tested without Slack.
+`text` is the notification / screen-reader fallback Slack shows where blocks are not rendered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from connectors.slack.text import clip, escape, quote
+
+Blocks = list[dict[str, Any]]
+
+CLAIM, RESOLVE, RETURN = "relaydesk_claim", "relaydesk_resolve", "relaydesk_return"
+SEND, EDIT, DISCARD = "relaydesk_send", "relaydesk_edit", "relaydesk_discard"
+EDIT_VIEW = "relaydesk_edit_draft"
+EDIT_BLOCK, EDIT_INPUT = "draft", "text"
+
+REASONS = {
+    "asked_for_human": "asked for a person",
+    "low_confidence": "the bot is not sure",
+    "small_margin": "two answers look alike",
+    "no_answer": "no answer in the knowledge base",
+    "negative_sentiment": "upset customer",
+    "human_only_topic": "a topic only people handle",
+    "repeated_question": "asked again after the bot's answer",
+    "not_text": "sent a file, photo or voice",
+    "responder_request": "the AI asked for a person",
+    "suggest_mode": "suggest mode: every answer goes through an operator",
+}
+SENTIMENT = {"negative": "😠 negative", "neutral": "😐 neutral", "positive": "🙂 positive"}
+PRIORITY = {"low": "low", "normal": "normal", "high": "❗ high", "urgent": "🔥 urgent"}
+LAST_MESSAGES = 6
+
+
+@dataclass(frozen=True)
+class CardState:
+    """Where the conversation stands, as the root card shows it."""
+
+    state: str = "waiting_operator"
+    operator: str | None = None
+    first_response_s: float | None = None
+
+
+def _button(text: str, action_id: str, value: str, style: str | None = None) -> dict[str, Any]:
+    button: dict[str, Any] = {
+        "type": "button",
+        "text": {"type": "plain_text", "text": text, "emoji": True},
+        "action_id": action_id,
+        "value": value,
+    }
+    if style:
+        button["style"] = style
+    return button
+
+
+def _section(text: str) -> dict[str, Any]:
+    return {"type": "section", "text": {"type": "mrkdwn", "text": clip(text)}}
+
+
+def context(text: str) -> dict[str, Any]:
+    return {"type": "context", "elements": [{"type": "mrkdwn", "text": clip(text)}]}
+
+
+def duration(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
+
+
+def status_line(state: CardState) -> str:
+    who = escape(state.operator) if state.operator else "someone"
+    line = {
+        "waiting_operator": "⏳ *Waiting for an operator*",
+        "operator": f"🙋 *Claimed by {who}*",
+        "resolved": f"✅ *Resolved by {who}*",
+        "bot": "🤖 *Back with the bot*",
+    }.get(state.state, f"*{escape(state.state)}*")
+    if state.first_response_s is not None:
+        line += f" · first response in {duration(state.first_response_s)}"
+    return line
+
+
+def root_card(payload: dict[str, Any], state: CardState | None = None) -> tuple[str, Blocks]:
+    """The conversation's root message in the queue channel."""
+    state = state or CardState()
+    customer = payload.get("customer") or "Anonymous customer"
+    conversation_id = str(payload["conversation_id"])
+    reasons = ", ".join(REASONS.get(r, r.replace("_", " ")) for r in payload.get("reasons") or []) or "—"
+    fields = [
+        f"*Customer*\n{escape(customer)}",
+        f"*Channel · language*\n{escape(payload.get('channel') or '?')} · {escape(payload.get('language') or '?')}",
+        f"*Topic*\n{escape(payload.get('topic') or '—')}",
+        f"*Sentiment*\n{SENTIMENT.get(payload.get('sentiment', ''), payload.get('sentiment') or '—')}",
+        f"*Priority*\n{PRIORITY.get(payload.get('priority', ''), payload.get('priority') or '—')}",
+        f"*Bot confidence*\n{float(payload.get('confidence') or 0):.2f}",
+    ]
+    blocks: Blocks = [
+        {"type": "header", "text": {"type": "plain_text", "text": clip(f"{customer} · #{conversation_id}", 150)}},
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": clip(f, 1900)} for f in fields]},
+        _section(f"*Why a person:* {escape(reasons)}"),
+    ]
+    if payload.get("summary"):
+        blocks.append(_section(f"*Summary*\n{escape(payload['summary'])}"))
+    last = payload.get("last_messages") or []
+    if last:
+        lines = [f"*{escape(str(author))}:* {escape(' '.join(str(text).split()))[:300]}" for author, text in last]
+        blocks.append(_section("*Last messages*\n" + "\n".join(lines[-LAST_MESSAGES:])))
+    blocks.append(context(status_line(state)))
+    buttons = []
+    if state.state == "waiting_operator":
+        buttons.append(_button("Claim", CLAIM, conversation_id, "primary"))
+    if state.state in ("waiting_operator", "operator"):
+        buttons += [
+            _button("Resolve", RESOLVE, conversation_id),
+            _button("Return to bot", RETURN, conversation_id, "danger"),
+        ]
+    if buttons:
+        blocks.append({"type": "actions", "block_id": "conversation", "elements": buttons})
+    text = f"{customer} needs a person ({reasons}) — {status_line(state).replace('*', '')}"
+    return text, blocks
+
+
+def draft_message(payload: dict[str, Any], note_prefix: str) -> tuple[str, Blocks]:
+    """The AI's suggested reply, in the thread, with Send / Edit / Discard."""
+    handoff_id = str(payload["handoff_id"])
+    draft = (payload.get("draft") or "").strip()
+    sources = ", ".join(payload.get("sources") or [])
+    hint = f"Reply in this thread to answer the customer · start with `{note_prefix}` for an internal note"
+    if not draft:
+        blocks: Blocks = [
+            _section("*No suggested reply* — write one in this thread, or use Write reply."),
+            {"type": "actions", "block_id": "draft", "elements": [_button("Write reply", EDIT, handoff_id)]},
+            context(hint),
+        ]
+        return "No suggested reply: answer in this thread", blocks
+    blocks = [
+        _section(f"*Suggested reply* (confidence {float(payload.get('confidence') or 0):.2f})\n{quote(clip(draft))}"),
+    ]
+    if sources:
+        blocks.append(context(f"Sources: {escape(sources)}"))
+    blocks.append(
+        {
+            "type": "actions",
+            "block_id": "draft",
+            "elements": [
+                _button("Send", SEND, handoff_id, "primary"),
+                _button("Edit", EDIT, handoff_id),
+                _button("Discard", DISCARD, handoff_id, "danger"),
+            ],
+        }
+    )
+    blocks.append(context(hint))
+    return f"Suggested reply: {clip(draft, 200)}", blocks
+
+
+def draft_done(status: str, operator: str, text: str = "", edited: bool = False) -> tuple[str, Blocks]:
+    """The draft message after Send or Discard: what happened, by whom, no buttons left."""
+    who = escape(operator)
+    if status == "sent":
+        head = f"✅ *Sent to the customer by {who}*" + (" (edited)" if edited else "")
+        blocks: Blocks = [_section(f"{head}\n{quote(clip(text))}" if text else head)]
+        return f"Sent to the customer by {operator}", blocks
+    return f"Draft discarded by {operator}", [_section(f"🗑 *Draft discarded by {who}*")]
+
+
+def customer_message(payload: dict[str, Any]) -> tuple[str, Blocks]:
+    """A customer's later message, posted in the conversation's thread."""
+    name = payload.get("customer") or "Customer"
+    text = (payload.get("text") or "").strip()
+    lines = [f"*{escape(name)}:* {escape(text)}" if text else f"*{escape(name)}* sent a {payload.get('kind', 'file')}"]
+    for attachment in payload.get("attachments") or []:
+        label = attachment.get("name") or attachment.get("kind") or "file"
+        url = attachment.get("url") or ""
+        where = f"<{url}|{escape(label)}>" if url.startswith("http") else f"{escape(label)} (see the customer's app)"
+        lines.append(f"📎 {where}")
+    body = "\n".join(lines)
+    return clip(f"{name}: {text or payload.get('kind', 'file')}", 300), [_section(body)]
+
+
+def reopened(payload: dict[str, Any]) -> tuple[str, Blocks]:
+    reasons = ", ".join(REASONS.get(r, r) for r in payload.get("reasons") or [])
+    text = f"🔁 *The customer needs a person again* ({escape(reasons)})"
+    return "The customer needs a person again", [_section(text)]
+
+
+def edit_view(handoff_id: int, draft: str, channel: str, message_ts: str) -> dict[str, Any]:
+    """The modal behind Edit: the draft prefilled; submitting sends the edited text."""
+    element: dict[str, Any] = {
+        "type": "plain_text_input",
+        "action_id": EDIT_INPUT,
+        "multiline": True,
+        "max_length": 3000,
+    }
+    if draft:
+        element["initial_value"] = draft[:3000]
+    return {
+        "type": "modal",
+        "callback_id": EDIT_VIEW,
+        "private_metadata": f"{handoff_id}|{channel}|{message_ts}",
+        "title": {"type": "plain_text", "text": "Reply to the customer"},
+        "submit": {"type": "plain_text", "text": "Send"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "blocks": [
+            {
+                "type": "input",
+                "block_id": EDIT_BLOCK,
+                "label": {"type": "plain_text", "text": "Your reply"},
+                "element": element,
+            }
+        ],
+    }
