@@ -8,6 +8,7 @@ RUN pip install --no-cache-dir .
 COPY config.yaml ./
 COPY prompts ./prompts
 COPY knowledge ./knowledge
-ENV RELAYDESK_CONFIG=/app/config.yaml
+ENV RELAYDESK_CONFIG=/app/config.yaml RELAYDESK__SERVER__HOST=0.0.0.0
 VOLUME /app/data
-CMD ["relaydesk", "chat"]
+EXPOSE 8080
+CMD ["relaydesk", "run"]

@@ -107,32 +107,107 @@ def header(title: str) -> None:
 
 # English: "<action> <a thing> <context>", e.g. "Returning a refurbished laptop bought with a gift card".
 EN_ACTIONS = [
-    ("Returning", "return"), ("Exchanging", "exchange"), ("Tracking", "track"), ("Cancelling", "cancel"),
-    ("Repairing", "repair"), ("Paying for", "pay for"), ("Insuring", "insure"), ("Registering", "register"),
-    ("Upgrading", "upgrade"), ("Reserving", "reserve"), ("Gift-wrapping", "gift-wrap"), ("Reselling", "resell"),
-    ("Recycling", "recycle"), ("Assembling", "assemble"), ("Collecting", "collect"), ("Reviewing", "review"),
-    ("Pre-ordering", "pre-order"), ("Renting", "rent"), ("Subscribing to", "subscribe to"),
+    ("Returning", "return"),
+    ("Exchanging", "exchange"),
+    ("Tracking", "track"),
+    ("Cancelling", "cancel"),
+    ("Repairing", "repair"),
+    ("Paying for", "pay for"),
+    ("Insuring", "insure"),
+    ("Registering", "register"),
+    ("Upgrading", "upgrade"),
+    ("Reserving", "reserve"),
+    ("Gift-wrapping", "gift-wrap"),
+    ("Reselling", "resell"),
+    ("Recycling", "recycle"),
+    ("Assembling", "assemble"),
+    ("Collecting", "collect"),
+    ("Reviewing", "review"),
+    ("Pre-ordering", "pre-order"),
+    ("Renting", "rent"),
+    ("Subscribing to", "subscribe to"),
     ("Activating", "activate"),
 ]
 EN_ADJECTIVES = [
-    "refurbished", "second-hand", "oversized", "fragile", "imported", "discounted", "personalised",
-    "limited-edition", "wireless", "waterproof", "handmade", "vintage", "smart", "portable", "bulk",
+    "refurbished",
+    "second-hand",
+    "oversized",
+    "fragile",
+    "imported",
+    "discounted",
+    "personalised",
+    "limited-edition",
+    "wireless",
+    "waterproof",
+    "handmade",
+    "vintage",
+    "smart",
+    "portable",
+    "bulk",
 ]
 EN_THINGS = [
-    "laptop", "sofa", "bicycle", "washing machine", "phone case", "winter jacket", "gaming console",
-    "coffee maker", "mattress", "pair of sneakers", "tablet", "camera lens", "desk lamp", "garden hose",
-    "baby stroller", "smartwatch", "electric kettle", "bookshelf", "vacuum cleaner", "set of headphones",
-    "printer", "tent", "air purifier", "blender", "office chair", "rug", "drone", "microwave",
-    "guitar", "aquarium", "fridge", "monitor", "suitcase", "scooter", "dishwasher", "toaster",
-    "keyboard", "projector", "treadmill", "sewing machine",
+    "laptop",
+    "sofa",
+    "bicycle",
+    "washing machine",
+    "phone case",
+    "winter jacket",
+    "gaming console",
+    "coffee maker",
+    "mattress",
+    "pair of sneakers",
+    "tablet",
+    "camera lens",
+    "desk lamp",
+    "garden hose",
+    "baby stroller",
+    "smartwatch",
+    "electric kettle",
+    "bookshelf",
+    "vacuum cleaner",
+    "set of headphones",
+    "printer",
+    "tent",
+    "air purifier",
+    "blender",
+    "office chair",
+    "rug",
+    "drone",
+    "microwave",
+    "guitar",
+    "aquarium",
+    "fridge",
+    "monitor",
+    "suitcase",
+    "scooter",
+    "dishwasher",
+    "toaster",
+    "keyboard",
+    "projector",
+    "treadmill",
+    "sewing machine",
 ]
 EN_CONTEXTS = [
-    "bought with a gift card", "ordered from abroad", "delivered to a pickup point", "paid in instalments",
-    "bought during a sale", "sent as a gift", "ordered for a company", "bought on a marketplace partner",
-    "paid with bonus points", "delivered by courier at night", "ordered through the mobile app",
-    "bought in a physical store", "shipped in several parcels", "ordered with express delivery",
-    "covered by an extended warranty", "bought with a promo code", "delivered to the wrong address",
-    "paid by bank transfer", "ordered more than a year ago", "bought for a child",
+    "bought with a gift card",
+    "ordered from abroad",
+    "delivered to a pickup point",
+    "paid in instalments",
+    "bought during a sale",
+    "sent as a gift",
+    "ordered for a company",
+    "bought on a marketplace partner",
+    "paid with bonus points",
+    "delivered by courier at night",
+    "ordered through the mobile app",
+    "bought in a physical store",
+    "shipped in several parcels",
+    "ordered with express delivery",
+    "covered by an extended warranty",
+    "bought with a promo code",
+    "delivered to the wrong address",
+    "paid by bank transfer",
+    "ordered more than a year ago",
+    "bought for a child",
 ]
 EN_QUESTIONS = [
     "How do I {verb} a {adj} {thing} {ctx}?",
@@ -163,35 +238,87 @@ EN_CHANNELS = ["email", "SMS", "a push notification", "a phone call", "the chat"
 
 # Russian: "<action noun> <thing in genitive> <context>", e.g. "Возврат ноутбука, купленного в рассрочку".
 RU_ACTIONS = [
-    ("Возврат", "вернуть"), ("Обмен", "обменять"), ("Отслеживание", "отследить"), ("Отмена заказа", "отменить"),
-    ("Ремонт", "отремонтировать"), ("Оплата", "оплатить"), ("Страхование", "застраховать"),
-    ("Регистрация", "зарегистрировать"), ("Бронирование", "забронировать"), ("Сборка", "собрать"),
-    ("Утилизация", "утилизировать"), ("Предзаказ", "предзаказать"), ("Аренда", "арендовать"),
-    ("Активация", "активировать"), ("Получение", "получить"),
+    ("Возврат", "вернуть"),
+    ("Обмен", "обменять"),
+    ("Отслеживание", "отследить"),
+    ("Отмена заказа", "отменить"),
+    ("Ремонт", "отремонтировать"),
+    ("Оплата", "оплатить"),
+    ("Страхование", "застраховать"),
+    ("Регистрация", "зарегистрировать"),
+    ("Бронирование", "забронировать"),
+    ("Сборка", "собрать"),
+    ("Утилизация", "утилизировать"),
+    ("Предзаказ", "предзаказать"),
+    ("Аренда", "арендовать"),
+    ("Активация", "активировать"),
+    ("Получение", "получить"),
 ]
 RU_ADJECTIVES = [  # (genitive masculine/neuter, accusative inanimate masculine)
-    ("восстановленного", "восстановленный"), ("подержанного", "подержанный"), ("крупногабаритного", "крупногабаритный"),
-    ("хрупкого", "хрупкий"), ("импортного", "импортный"), ("уценённого", "уценённый"), ("именного", "именной"),
-    ("беспроводного", "беспроводной"), ("водонепроницаемого", "водонепроницаемый"), ("умного", "умный"),
-    ("портативного", "портативный"), ("коллекционного", "коллекционный"),
+    ("восстановленного", "восстановленный"),
+    ("подержанного", "подержанный"),
+    ("крупногабаритного", "крупногабаритный"),
+    ("хрупкого", "хрупкий"),
+    ("импортного", "импортный"),
+    ("уценённого", "уценённый"),
+    ("именного", "именной"),
+    ("беспроводного", "беспроводной"),
+    ("водонепроницаемого", "водонепроницаемый"),
+    ("умного", "умный"),
+    ("портативного", "портативный"),
+    ("коллекционного", "коллекционный"),
 ]
 RU_THINGS = [  # (genitive, accusative) of masculine inanimate nouns, so the adjectives agree
-    ("ноутбука", "ноутбук"), ("дивана", "диван"), ("велосипеда", "велосипед"), ("холодильника", "холодильник"),
-    ("чехла", "чехол"), ("пылесоса", "пылесос"), ("телевизора", "телевизор"), ("матраса", "матрас"),
-    ("планшета", "планшет"), ("объектива", "объектив"), ("светильника", "светильник"), ("принтера", "принтер"),
-    ("самоката", "самокат"), ("чайника", "чайник"), ("блендера", "блендер"), ("монитора", "монитор"),
-    ("чемодана", "чемодан"), ("проектора", "проектор"), ("тостера", "тостер"), ("увлажнителя", "увлажнитель"),
-    ("рюкзака", "рюкзак"), ("фотоаппарата", "фотоаппарат"), ("смартфона", "смартфон"), ("комода", "комод"),
-    ("ковра", "ковёр"), ("квадрокоптера", "квадрокоптер"), ("микроволновки", "микроволновку"),
-    ("стола", "стол"), ("шкафа", "шкаф"), ("кондиционера", "кондиционер"),
+    ("ноутбука", "ноутбук"),
+    ("дивана", "диван"),
+    ("велосипеда", "велосипед"),
+    ("холодильника", "холодильник"),
+    ("чехла", "чехол"),
+    ("пылесоса", "пылесос"),
+    ("телевизора", "телевизор"),
+    ("матраса", "матрас"),
+    ("планшета", "планшет"),
+    ("объектива", "объектив"),
+    ("светильника", "светильник"),
+    ("принтера", "принтер"),
+    ("самоката", "самокат"),
+    ("чайника", "чайник"),
+    ("блендера", "блендер"),
+    ("монитора", "монитор"),
+    ("чемодана", "чемодан"),
+    ("проектора", "проектор"),
+    ("тостера", "тостер"),
+    ("увлажнителя", "увлажнитель"),
+    ("рюкзака", "рюкзак"),
+    ("фотоаппарата", "фотоаппарат"),
+    ("смартфона", "смартфон"),
+    ("комода", "комод"),
+    ("ковра", "ковёр"),
+    ("квадрокоптера", "квадрокоптер"),
+    ("микроволновки", "микроволновку"),
+    ("стола", "стол"),
+    ("шкафа", "шкаф"),
+    ("кондиционера", "кондиционер"),
 ]
 RU_CONTEXTS = [
-    "купленного по подарочной карте", "заказанного из-за границы", "доставленного в пункт выдачи",
-    "купленного в рассрочку", "купленного на распродаже", "отправленного в подарок",
-    "заказанного на юрлицо", "оплаченного бонусами", "доставленного курьером ночью",
-    "заказанного через приложение", "купленного в магазине", "пришедшего несколькими посылками",
-    "с экспресс-доставкой", "с расширенной гарантией", "купленного по промокоду",
-    "доставленного не по адресу", "оплаченного банковским переводом", "заказанного больше года назад",
+    "купленного по подарочной карте",
+    "заказанного из-за границы",
+    "доставленного в пункт выдачи",
+    "купленного в рассрочку",
+    "купленного на распродаже",
+    "отправленного в подарок",
+    "заказанного на юрлицо",
+    "оплаченного бонусами",
+    "доставленного курьером ночью",
+    "заказанного через приложение",
+    "купленного в магазине",
+    "пришедшего несколькими посылками",
+    "с экспресс-доставкой",
+    "с расширенной гарантией",
+    "купленного по промокоду",
+    "доставленного не по адресу",
+    "оплаченного банковским переводом",
+    "заказанного больше года назад",
 ]
 RU_QUESTIONS = [
     "Как {verb} {adj} {thing}, {ctx_short}?",
@@ -247,7 +374,9 @@ def _en_article(rng: random.Random, combo: tuple[int, int, int, int]) -> tuple[s
     article = "an" if adj[0] in "aeiou" else "a"
     title = f"{action} {article} {adj} {thing} {ctx}"
     fill = {"verb": verb, "adj": adj, "thing": thing, "ctx": ctx}
-    questions = [q.format(**fill).replace(" a i", " an i").replace(" a o", " an o") for q in rng.sample(EN_QUESTIONS, 3)]
+    questions = [
+        q.format(**fill).replace(" a i", " an i").replace(" a o", " an o") for q in rng.sample(EN_QUESTIONS, 3)
+    ]
     body = _body(rng, EN_SENTENCES, fill, EN_TEAMS, EN_CHANNELS)
     return title, questions, body
 
@@ -277,7 +406,10 @@ def _body(rng: random.Random, sentences: list[str], fill: dict[str, str], teams:
         template = pool[i % len(pool)]
         i += 1
         sentence = template.format(
-            **fill, n=rng.randint(2, 21), team=rng.choice(teams), channel=rng.choice(channels),
+            **fill,
+            n=rng.randint(2, 21),
+            team=rng.choice(teams),
+            channel=rng.choice(channels),
         ).replace("{ctx}", "")
         sentence = sentence[0].upper() + sentence[1:]
         if len(words) + len(sentence.split()) > 120:
@@ -303,12 +435,20 @@ def synthetic_articles(n: int, seed: int = 77) -> Iterator[tuple[str, str, str, 
     while count < n:
         russian = rng.random() < 0.33
         if russian:
-            combo = (rng.randrange(len(RU_ACTIONS)), rng.randrange(len(RU_ADJECTIVES)),
-                     rng.randrange(len(RU_THINGS)), rng.randrange(len(RU_CONTEXTS)))
+            combo = (
+                rng.randrange(len(RU_ACTIONS)),
+                rng.randrange(len(RU_ADJECTIVES)),
+                rng.randrange(len(RU_THINGS)),
+                rng.randrange(len(RU_CONTEXTS)),
+            )
             title, questions, body = _ru_article(rng, combo)
         else:
-            combo = (rng.randrange(len(EN_ACTIONS)), rng.randrange(len(EN_ADJECTIVES)),
-                     rng.randrange(len(EN_THINGS)), rng.randrange(len(EN_CONTEXTS)))
+            combo = (
+                rng.randrange(len(EN_ACTIONS)),
+                rng.randrange(len(EN_ADJECTIVES)),
+                rng.randrange(len(EN_THINGS)),
+                rng.randrange(len(EN_CONTEXTS)),
+            )
             title, questions, body = _en_article(rng, combo)
         if title in seen:
             continue
@@ -318,8 +458,9 @@ def synthetic_articles(n: int, seed: int = 77) -> Iterator[tuple[str, str, str, 
         count += 1
 
 
-def write_article(folder: Path, article_id: str, lang: str, title: str, questions: list[str], body: str,
-                  tags: list[str] | None = None) -> Path:
+def write_article(
+    folder: Path, article_id: str, lang: str, title: str, questions: list[str], body: str, tags: list[str] | None = None
+) -> Path:
     path = folder / f"{article_id}.md"
     tag_line = f"tags: [{', '.join(tags)}]\n" if tags else ""
     path.write_text(
@@ -374,9 +515,23 @@ def synthetic_queries(n: int, count: int, seed: int = 5) -> list[str]:
     for _ in range(count):
         _id, lang, title, questions, _body = rng.choice(articles)
         if lang == "ru":
-            out.append(rng.choice([f"подскажите, {questions[0][0].lower()}{questions[0][1:]}",
-                                   f"{title.lower()} — как это сделать?", f"вопрос: {questions[1]}"]))
+            out.append(
+                rng.choice(
+                    [
+                        f"подскажите, {questions[0][0].lower()}{questions[0][1:]}",
+                        f"{title.lower()} — как это сделать?",
+                        f"вопрос: {questions[1]}",
+                    ]
+                )
+            )
         else:
-            out.append(rng.choice([f"hi, {questions[0][0].lower()}{questions[0][1:]}",
-                                   f"question about {title.lower()}", f"{questions[1]} thanks"]))
+            out.append(
+                rng.choice(
+                    [
+                        f"hi, {questions[0][0].lower()}{questions[0][1:]}",
+                        f"question about {title.lower()}",
+                        f"{questions[1]} thanks",
+                    ]
+                )
+            )
     return out

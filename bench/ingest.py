@@ -1,7 +1,7 @@
 """Ingest benchmark: the synthetic KB from scratch, re-ingest unchanged, re-ingest after editing 10 articles.
 
     .venv/bin/python bench/ingest.py            # 10,000 articles (the first run embeds them: tens of minutes)
-    .venv/bin/python bench/ingest.py --quick    # 200 articles, a smoke check
+    .venv/bin/python bench/ingest.py --quick    # 100 articles, a smoke check
     .venv/bin/python bench/ingest.py --rebuild  # measure the from-scratch ingest again even if the store is cached
 
 The from-scratch run with the local embedder builds the cached store under /tmp/relaydesk-bench/
@@ -22,6 +22,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from common import (
     GENERATOR_VERSION,
@@ -74,7 +75,7 @@ async def _progress(index: KnowledgeIndex) -> None:
         print(f"    … {time.perf_counter() - started:7.0f} s: {count} records so far", flush=True)
 
 
-async def from_scratch_local(n: int, kb: Path, rebuild: bool) -> dict[str, float]:
+async def from_scratch_local(n: int, kb: Path, rebuild: bool) -> dict[str, Any]:
     recorded = None if rebuild else cached_store_ready(n)
     if recorded is not None:
         print(f"  (the cached store was built from scratch on {recorded['date']}; its figures, not re-measured:)")
@@ -149,7 +150,7 @@ async def main(n: int, rebuild: bool) -> None:
             edit_s, edit_report = await timed_ingest(index, kb)
             line(f"re-ingest, {EDITED} edited", edit_s, edit_report)
             # the floor: embedding exactly what those articles hold, as the index does
-            embedder = index._embedder  # noqa: SLF001 - the same embedder instance, to time it alone
+            embedder = index._embedder
             with stopwatch() as embed:
                 for f in edited:
                     article = read_article(f, kb)
@@ -176,8 +177,8 @@ async def main(n: int, rebuild: bool) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="200 articles: a smoke check in about a minute")
-    parser.add_argument("--size", type=int, help="number of synthetic articles (default 10000, quick 200)")
+    parser.add_argument("--quick", action="store_true", help="100 articles: a smoke check in about a minute")
+    parser.add_argument("--size", type=int, help="number of synthetic articles (default 10000, quick 100)")
     parser.add_argument("--rebuild", action="store_true", help="re-measure from scratch even if the store is cached")
     args = parser.parse_args()
-    asyncio.run(main(args.size or (200 if args.quick else 10_000), args.rebuild))
+    asyncio.run(main(args.size or (100 if args.quick else 10_000), args.rebuild))

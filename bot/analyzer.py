@@ -25,10 +25,13 @@ class Analyzer:
         language = detect_language(text, default=language_hint or self._default_language)
         vector = await self._index.embed_query(text[:MAX_QUERY_CHARS])
         hits = await asyncio.to_thread(self._index.search_vector, vector, self._top_k)
-        return self.conclude(text, language, hits)
+        probabilities = self._index.topic_probabilities(vector, [hit.article_id for hit in hits])
+        return self.conclude(text, language, hits, probabilities)
 
-    def conclude(self, text: str, language: str, hits: Sequence[Hit]) -> Analysis:
-        matches, confidence, margin = rank_topics(hits)
+    def conclude(
+        self, text: str, language: str, hits: Sequence[Hit], probabilities: Sequence[tuple[str, float]] = ()
+    ) -> Analysis:
+        matches, confidence, margin = rank_topics(hits, probabilities)
         sentiment = score_sentiment(text, language)
         human = wants_human(text)
         return Analysis(

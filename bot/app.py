@@ -56,7 +56,8 @@ class App:
 def build_index(settings: Settings) -> KnowledgeIndex:
     embedder = create_embedder(settings.embeddings)
     collection = open_collection(settings.knowledge, embedder.name)
-    return KnowledgeIndex(collection, embedder, settings.knowledge.chunk_chars)
+    classifier = settings.knowledge.store / f"{collection.name}.classifier.npz"
+    return KnowledgeIndex(collection, embedder, settings.knowledge.chunk_chars, classifier)
 
 
 def queue_channel(settings: Settings) -> str:
@@ -72,6 +73,7 @@ def build_brain(
     if settings.llm.provider != "openai":
         return analyzer, offline
     try:  # imported here: without an LLM, langchain is never loaded
+        prompts.load_agent()  # a broken agent.yaml at start-up: logged, and the offline brain answers
         from bot.llm.analysis import LLMAnalyzer
         from bot.llm.model import create_chat_model
         from bot.responders.llm import LLMResponder
@@ -91,7 +93,7 @@ def build_brain(
 
 
 async def build_app(settings: Settings, *, ingest: bool = True) -> App:
-    prompts = PromptStore.open(settings.prompts.path, agent=settings.llm.provider == "openai")
+    prompts = PromptStore.open(settings.prompts.path, agent=False)
     texts = prompts.texts
     engine = create_engine(settings.database.url)
     await migrate(engine)
@@ -100,6 +102,8 @@ async def build_app(settings: Settings, *, ingest: bool = True) -> App:
     report = None
     if ingest and settings.knowledge.path.is_dir():
         report = await index.ingest(settings.knowledge.path)  # incremental: unchanged files cost a hash
+    else:
+        await index.prepare_classifier()
     analyzer = Analyzer(index, settings.knowledge.top_k, texts.default_language)
     outbox = Outbox(session_factory, settings.outbox)
     channel = queue_channel(settings)

@@ -257,7 +257,9 @@ class Desk:
         started: float,
     ) -> None:
         assert conversation.id is not None
-        meta = {"topic": analysis.topic, "confidence": round(answer.confidence, 4), "sources": list(answer.sources)}
+        # A reply without sources (e.g. "what's your order number?") asks rather than answers: not a repeat.
+        topic = analysis.topic if answer.sources else None
+        meta = {"topic": topic, "confidence": round(answer.confidence, 4), "sources": list(answer.sources)}
         session.add(
             Message(
                 conversation_id=conversation.id,
@@ -311,7 +313,7 @@ class Desk:
             query = query.where(Message.created_at > conversation.resolved_at)
         history = (await session.execute(query.order_by(col(Message.id).desc()).limit(6))).all()
         last = [(str(a), str(t)) for a, t in reversed(history)]
-        handoff.summary = (answer.summary if answer and answer.summary else "") or summarize(last, analysis, kind)
+        handoff.summary = (answer.summary if answer else "") or summarize(last, analysis, kind)
         session.add(handoff)
         await session.flush()
         conversation.state = State.WAITING_OPERATOR

@@ -103,11 +103,21 @@ class PromptStore:
     def open(cls, folder: Path, interval_s: float = 1.0, agent: bool = True) -> PromptStore:
         """Load the files; a broken file at start-up is an error (there is no last good version yet)."""
         store = cls(folder, interval_s)
-        for name in (TEXTS, AGENT, COMPENSATION) if agent else (TEXTS,):
-            path = folder / name
-            store._files[name] = _Loaded(_load(path), _mtime(path))
-        store._checked = time.monotonic()
+        store._add(TEXTS)
+        if agent:
+            store.load_agent()
         return store
+
+    def load_agent(self) -> None:
+        """Load the LLM agent's files too (agent.yaml, compensation.yaml); PromptError when one is broken."""
+        for name in (AGENT, COMPENSATION):
+            if name not in self._files:
+                self._add(name)
+
+    def _add(self, name: str) -> None:
+        path = self.folder / name
+        self._files[name] = _Loaded(_load(path), _mtime(path))
+        self._checked = time.monotonic()
 
     # -- what the rest of the code reads ------------------------------------------------------------
 

@@ -1,9 +1,11 @@
-"""From nearest neighbours to ranked topics with a confidence.
+"""From nearest neighbours and the topic classifier to ranked topics with a confidence.
 
 A question is compared with every way the KB says its topics (the questions admins wrote, titles,
-body chunks, resolved cases). Each topic gets a score from its nearest records; a softmax over the
-topics' scores turns them into a probability-like confidence, and the margin is the gap between
-the best and the runner-up. Thresholds on both come from config (`relaydesk tune` finds them).
+body chunks, resolved cases). The articles are ranked by the classifier trained on the KB
+(bot.knowledge.classifier) when there is one; a resolved case that is nearer than any article
+record wins, since it is what an operator actually answered to this question. Confidence is the
+best topic's probability and the margin its lead over the runner-up; thresholds on both come from
+config (`relaydesk tune` finds them).
 """
 
 from __future__ import annotations
@@ -21,8 +23,26 @@ TEMPERATURE = 0.02
 NEIGHBOUR_WEIGHT = 0.25
 
 
-def rank_topics(hits: Sequence[Hit]) -> tuple[list[Match], float, float]:
+def rank_topics(
+    hits: Sequence[Hit], probabilities: Sequence[tuple[str, float]] = ()
+) -> tuple[list[Match], float, float]:
     """Return topics best first, the best one's confidence and its margin over the runner-up."""
+    neighbours = rank_neighbours(hits)
+    if not probabilities or (neighbours[0] and neighbours[0][0].kind == "case"):
+        return neighbours
+    titles: dict[str, str] = {}
+    chunks: dict[str, int] = {}
+    for hit in hits:  # best first
+        titles.setdefault(hit.article_id, hit.title)
+        if hit.kind == CHUNK:
+            chunks.setdefault(hit.article_id, hit.n)
+    matches = [Match(a, round(p, 4), titles.get(a, a), "article", chunks.get(a)) for a, p in probabilities[:10]]
+    top = probabilities[0][1]
+    return matches, top, top - (probabilities[1][1] if len(probabilities) > 1 else 0.0)
+
+
+def rank_neighbours(hits: Sequence[Hit]) -> tuple[list[Match], float, float]:
+    """Topics by their nearest records alone: a softmax over each topic's best similarity."""
     best: dict[str, float] = {}
     support: dict[str, float] = {}
     titles: dict[str, str] = {}

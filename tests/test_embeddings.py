@@ -357,6 +357,6 @@ async def test_knowledge_index_over_the_remote_provider(openai_server: FakeOpenA
     embedder = remote(openai_server)
     index = KnowledgeIndex(open_collection(KnowledgeSettings(store=tmp_path / "chroma"), embedder.name), embedder)
     report = await index.ingest(root)
-    assert report.added == 1 and report.records == 3
+    assert report.added == 1 and report.records == 4  # title, question as query and as passage, body
     hit = (await index.search("Where is my order?", 3))[0]
     assert hit.article_id == "order-tracking" and hit.similarity == pytest.approx(1.0, abs=1e-4)

@@ -22,7 +22,7 @@ from bot.knowledge.articles import (
     parse_article,
     read_article,
 )
-from bot.knowledge.index import CASE, CHUNK, QUESTION, TITLE, KnowledgeIndex, open_collection
+from bot.knowledge.index import CASE, CHUNK, QUESTION, QUESTION_PASSAGE, TITLE, KnowledgeIndex, open_collection
 
 GOOD = """---
 id: returns-policy
@@ -295,7 +295,8 @@ def records_in(kb: dict[str, str], chunk_chars: int = 1200) -> int:
     total = 0
     for text in kb.values():
         article = parse_article(text)
-        total += 1 + len(article.questions) + len(chunk_text(article.body, chunk_chars))
+        # the title, each question twice (as a query and as a passage), the body's chunks
+        total += 1 + 2 * len(article.questions) + len(chunk_text(article.body, chunk_chars))
     return total
 
 
@@ -347,7 +348,7 @@ async def test_every_record_carries_article_title_lang_and_tags(desk: Desk) -> N
     tracking = desk.records(article_id="order-tracking")
     assert {m["tags"] for m, _ in tracking} == {"orders,delivery"}
     assert {m["title"] for m, _ in tracking} == {"Tracking your order"}
-    assert {m["kind"] for m, _ in tracking} == {TITLE, QUESTION, CHUNK}
+    assert {m["kind"] for m, _ in tracking} == {TITLE, QUESTION, QUESTION_PASSAGE, CHUNK}
     assert {m["lang"] for m, _ in desk.records(article_id="returns-policy")} == {"en", "ru"}
 
 

@@ -136,6 +136,8 @@ def support_brain(body: dict[str, Any]) -> dict[str, Any]:
         return call_tools(("propose_compensation", {"order_id": order, "percent": 10}))
     if "can't be reached" in results[-1]:
         return call_tools(("request_human", {"reason": "CRM down"}))
+    if results[-1].startswith("order "):  # looked up, not late: just the status
+        return final(results[-1].split(". Cite")[0].capitalize() + ".", [f"order:{order}"], 0.85, summary="Status.")
     sorry = (
         f"Простите, заказ {order} задерживается. Он уже в пути."
         if ru
@@ -202,6 +204,7 @@ async def test_without_an_order_number_the_agent_asks_for_it_then_uses_the_histo
     assert roles[:4] == ["system", "user", "assistant", "user"]
     assert body["messages"][1]["content"] == "Where is my order?"
     assert second.action == "answer" and second.answer.sources == ("order:10231",)
+    assert desk.customers.texts()[-1].startswith("Order 10231: status delivered")
 
 
 async def test_the_agent_sees_a_bounded_history_with_older_turns_summarised(tmp_path: Path, fake: FakeOpenAI) -> None:
@@ -226,7 +229,9 @@ async def test_the_agent_sees_a_bounded_history_with_older_turns_summarised(tmp_
             "tool",
         ]
         assert "Earlier in this conversation (summarised)" in messages[0]["content"]
-        assert "question number 0" in messages[0]["content"] and "question number 4" == messages[5]["content"][:17]
+        assert (
+            "question number 0" in messages[0]["content"] and messages[5]["content"] == "question number 4 about paying"
+        )
     finally:
         await app.close()
 
@@ -257,7 +262,7 @@ async def test_an_llm_failure_answers_offline_within_the_budget(
     started = time.perf_counter()
     decision = await desk.say("How do I return an item?")
     elapsed = time.perf_counter() - started
-    assert elapsed < desk.app.settings.llm.budget_s + 0.5
+    assert elapsed < desk.app.settings.llm.budget_s + 1.0
     assert decision.action == "answer" and decision.answer.sources == ("returns-policy",)
     assert "llm unavailable" in decision.answer.reason
     assert "30 days" in desk.customers.texts()[0]
@@ -316,6 +321,21 @@ async def test_llm_analysis_classifies_with_the_same_types(tmp_path: Path, fake:
         assert (a.topic, a.sentiment, a.priority, a.sentiment_score) == ("payment-methods", "negative", "high", -0.5)
         system = fake.chat_bodies()[0]["messages"][0]["content"]
         assert "payment-methods (Ways to pay)" in system
+    finally:
+        await app.close()
+
+
+async def test_slow_analysis_and_agent_together_stay_within_one_budget(tmp_path: Path, fake: FakeOpenAI) -> None:
+    settings = llm_settings(tmp_path, fake, analysis=True)
+    settings.llm.timeout_s, settings.llm.budget_s = 5.0, 3.0  # each request alone could take longer
+    app = await build_app(settings)
+    try:
+        fake.fail(None, times=5, delay_s=6.0, path="/v1/chat/completions")  # every call hangs
+        started = time.perf_counter()
+        decision = await Desk(app).say("How do I return an item?")
+        # analysis (at most a third of the budget) + agent (the rest): ~3 s, not 1 + 3 s
+        assert time.perf_counter() - started < 3.0 + 0.6
+        assert decision.action == "answer" and decision.analysis.topic == "returns-policy"
     finally:
         await app.close()
 
@@ -399,9 +419,26 @@ async def test_an_llm_brain_that_cannot_be_built_falls_back_to_offline(tmp_path:
         await app.close()
 
 
-def test_final_answer_schema_is_what_the_model_is_shown() -> None:
+async def test_final_answer_schema_is_what_the_model_is_shown() -> None:
     from bot.responders.llm import FinalAnswer
 
     schema = json.dumps(FinalAnswer.model_json_schema())
     for name in ("answer", "cited_article_ids", "confidence", "needs_human", "reason", "summary"):
         assert name in schema
+
+
+async def test_broken_agent_prompts_at_start_up_mean_the_offline_brain(tmp_path: Path, fake: FakeOpenAI) -> None:
+    import shutil
+
+    from tests.conftest import REPO
+
+    folder = tmp_path / "prompts"
+    shutil.copytree(REPO / "prompts", folder)
+    (folder / "agent.yaml").write_text("persona: [", encoding="utf-8")
+    settings = llm_settings(tmp_path, fake)
+    settings.prompts.path = folder
+    app = await build_app(settings)
+    try:
+        assert isinstance(app.desk._responder, OfflineResponder)
+    finally:
+        await app.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import shutil
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -21,7 +22,7 @@ from bot.app import App, build_app
 from bot.domain import Attachment, Author, Inbound
 from bot.storage.models import Conversation, Delivery, Message
 from connectors.slack import cards
-from tests.conftest import Recorder, make_settings
+from tests.conftest import REPO, Recorder, make_settings
 from tests.fakes.slack_api import QUEUE, FakeSlack, Posted, SlackSide, SlackUser
 
 MARIA, IVAN, EVE = "U0MARIA", "U0IVAN", "U0EVE"
@@ -516,3 +517,27 @@ async def test_a_missing_queue_channel_or_signing_secret_is_a_clear_config_error
             await SlackConnector(app).start(web.Application())
     finally:
         await app.close()
+
+
+async def test_a_broken_prompt_edit_is_shown_to_operators(tmp_path: Path, slack: FakeSlack) -> None:
+    prompts = tmp_path / "prompts"
+    shutil.copytree(REPO / "prompts", prompts)
+    settings = make_settings(tmp_path)
+    settings.prompts.path = prompts
+    settings.slack.bot_token = slack.token
+    app = await build_app(settings)
+    side = await SlackSide(app, slack).start()
+    try:
+        texts = prompts / "texts.yaml"
+        texts.write_text(texts.read_text(encoding="utf-8") + "\nbroken: [unclosed\n", encoding="utf-8")
+        assert app.prompts is not None
+        app.prompts.refresh(force=True)
+        await asyncio.sleep(0)  # the hook runs as a task
+        await side.settle()
+        notices = [m.text for m in slack.roots()]
+    finally:
+        await side.stop()
+        await app.close()
+    assert len(notices) == 1
+    assert "prompt edit was refused" in notices[0] and "texts.yaml" in notices[0]
+    assert app.texts.render("handoff", "en")  # the last good version still answers

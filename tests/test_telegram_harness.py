@@ -91,10 +91,14 @@ class Harness:
 
         await self.fake.wait_for(confirmed, timeout)
 
-    async def settle(self) -> None:
-        """Let the outbox deliver whatever is due now."""
-        await self.app.outbox.deliver_due()
-        await asyncio.sleep(0.05)
+    async def settle(self, timeout: float = 3.0) -> None:
+        """Until the outbox has nothing pending for Telegram (sent or given up), or `timeout` passes."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while asyncio.get_running_loop().time() < deadline:
+            await self.app.outbox.deliver_due()
+            await asyncio.sleep(0.05)
+            if all(d.status != "pending" for d in await self.deliveries()):
+                return
 
     async def messages(self, chat_id: int | str) -> list[Message]:
         async with self.app.sessions() as session:

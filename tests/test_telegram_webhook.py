@@ -10,6 +10,7 @@ import pytest
 from aiohttp import ClientSession, web
 
 from bot.config import ConfigError
+from bot.domain import Decision, Inbound
 from bot.runner import start
 from tests.fakes.telegram_api import FakeTelegram
 from tests.test_telegram_harness import SECRET, Harness, free_port, telegram_settings
@@ -76,7 +77,7 @@ async def test_a_failing_desk_answers_503_and_telegram_redelivers_until_it_is_st
     original = desk.app.desk.receive
     failures = iter([RuntimeError("database is restarting")])
 
-    async def flaky(inbound):  # type: ignore[no-untyped-def]
+    async def flaky(inbound: Inbound) -> Decision:
         failure = next(failures, None)
         if failure is not None:
             raise failure
@@ -122,9 +123,9 @@ async def test_relaydesk_run_answers_hands_off_and_survives_telegram_going_away(
     running = await start(settings)
     try:
         assert [c.name for c in running.channels] == ["telegram"]
-        async with ClientSession() as http:
-            async with http.get(f"http://127.0.0.1:{settings.server.port}/healthz") as response:
-                assert response.status == 200
+        health = f"http://127.0.0.1:{settings.server.port}/healthz"
+        async with ClientSession() as http, http.get(health) as response:
+            assert response.status == 200
         fake.push_message(CHAT, "Which payment methods do you accept?")
         await fake.wait_for(lambda: len(fake.sent(CHAT)) == 1)
         assert "Apple Pay" in fake.texts(CHAT)[0]

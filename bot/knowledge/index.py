@@ -23,10 +23,13 @@ import numpy as np
 from bot.config import KnowledgeSettings
 from bot.embeddings import Embedder
 from bot.knowledge.articles import Article, ArticleError, article_files, chunk_text, decode_article
+from bot.knowledge.classifier import TopicClassifier
 
 log = logging.getLogger(__name__)
 
 QUESTION, TITLE, CHUNK, CASE = "question", "title", "chunk", "case"
+QUESTION_PASSAGE = "question_passage"  # a question embedded as a passage: more ways to say the same topic
+TRAINING_KINDS = [QUESTION, QUESTION_PASSAGE, TITLE]
 
 
 @dataclass(frozen=True)
@@ -82,10 +85,14 @@ def open_collection(settings: KnowledgeSettings, embedder_name: str) -> Any:
 
 
 class KnowledgeIndex:
-    def __init__(self, collection: Any, embedder: Embedder, chunk_chars: int = 1200) -> None:
+    def __init__(
+        self, collection: Any, embedder: Embedder, chunk_chars: int = 1200, classifier_path: Path | None = None
+    ) -> None:
         self._collection = collection
         self._embedder = embedder
         self._chunk_chars = chunk_chars
+        self._classifier_path = classifier_path
+        self._classifier: TopicClassifier | None = None
 
     # -- ingest -----------------------------------------------------------------------------------
 
@@ -137,6 +144,7 @@ class KnowledgeIndex:
             await asyncio.to_thread(self._collection.delete, where={"path": rel})
             report.removed += 1
         report.records = await asyncio.to_thread(self._collection.count)
+        await self.prepare_classifier()
         report.seconds = time.perf_counter() - started
         for path, reason in report.errors:
             log.warning("knowledge: skipped %s: %s", path, reason)
@@ -166,17 +174,19 @@ class KnowledgeIndex:
         chunks = chunk_text(article.body, self._chunk_chars)
         ids = [f"{article.id}:{article.lang}:{TITLE}"]
         ids += [f"{article.id}:{article.lang}:{QUESTION}:{i}" for i in range(len(article.questions))]
+        ids += [f"{article.id}:{article.lang}:{QUESTION_PASSAGE}:{i}" for i in range(len(article.questions))]
         ids += [f"{article.id}:{article.lang}:{CHUNK}:{i}" for i in range(len(chunks))]
         metas = [{**base, "kind": TITLE, "n": 0}]
         metas += [{**base, "kind": QUESTION, "n": i} for i in range(len(article.questions))]
+        metas += [{**base, "kind": QUESTION_PASSAGE, "n": i} for i in range(len(article.questions))]
         metas += [{**base, "kind": CHUNK, "n": i} for i in range(len(chunks))]
         vectors = np.vstack(
             [
                 await self._embedder.queries(asked),
-                await self._embedder.documents([f"{article.title}\n\n{c}" for c in chunks]),
+                await self._embedder.documents([*article.questions, *(f"{article.title}\n\n{c}" for c in chunks)]),
             ]
         )
-        documents = [*asked, *chunks]
+        documents = [*asked, *article.questions, *chunks]
 
         def write() -> None:
             self._collection.delete(where={"path": path})
@@ -184,6 +194,47 @@ class KnowledgeIndex:
             self._collection.add(ids=ids, embeddings=vectors, metadatas=metas, documents=documents)
 
         await asyncio.to_thread(write)
+
+    # -- the topic classifier --------------------------------------------------------------------
+
+    async def prepare_classifier(self) -> None:
+        """Load the classifier trained on this exact KB, or train one (after any change to the articles)."""
+        fingerprint = hashlib.sha256(
+            repr(sorted((await asyncio.to_thread(self._indexed_files)).items())).encode()
+        ).hexdigest()
+        if self._classifier is not None and self._classifier.fingerprint == fingerprint:
+            return
+        saved = TopicClassifier.load(self._classifier_path) if self._classifier_path else None
+        if saved is not None and saved.fingerprint == fingerprint:
+            self._classifier = saved
+            return
+        vectors, labels = await asyncio.to_thread(self._training_rows)
+        if not labels:
+            self._classifier = None
+            return
+        self._classifier = await asyncio.to_thread(TopicClassifier.fit, vectors, labels, fingerprint)
+        if self._classifier_path is not None:
+            self._classifier.save(self._classifier_path)
+
+    def _training_rows(self) -> tuple[np.ndarray, list[str]]:
+        rows: list[np.ndarray] = []
+        labels: list[str] = []
+        page, offset = 5000, 0
+        while True:
+            batch = self._collection.get(
+                where={"kind": {"$in": TRAINING_KINDS}}, include=["embeddings", "metadatas"], limit=page, offset=offset
+            )
+            if len(batch["ids"]):
+                rows.append(np.asarray(batch["embeddings"], np.float32))
+                labels += [str(meta["article_id"]) for meta in batch["metadatas"]]
+            if len(batch["ids"]) < page:
+                break
+            offset += page
+        return (np.vstack(rows) if rows else np.zeros((0, 0), np.float32)), labels
+
+    def topic_probabilities(self, vector: np.ndarray, near: Sequence[str]) -> list[tuple[str, float]]:
+        """Articles best first with the classifier's probability; empty before any article is indexed."""
+        return self._classifier.probabilities(vector, near) if self._classifier is not None else []
 
     # -- resolved cases ---------------------------------------------------------------------------
 

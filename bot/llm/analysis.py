@@ -26,6 +26,7 @@ from bot.prompts import PromptStore
 log = logging.getLogger(__name__)
 
 MAX_TEXT = 4000
+ANALYSIS_SHARE = 1 / 3  # of the message's budget, at most: the rest is the agent's
 _RANK = {p: i for i, p in enumerate(Priority)}
 
 
@@ -58,7 +59,7 @@ class LLMAnalyzer(Analyzer):
         budget.start(self._settings.budget_s)
         offline = await super().analyse(text, language_hint)
         try:
-            async with asyncio.timeout(min(self._settings.timeout_s, budget.remaining(self._settings.budget_s))):
+            async with asyncio.timeout(min(self._settings.timeout_s, self._settings.budget_s * ANALYSIS_SHARE)):
                 found = await self._structured.ainvoke(self._messages(text, offline))
         except Exception as exc:  # timeout, 429, 5xx, malformed: the offline analysis stands
             log.warning("llm analysis failed, using the offline one: %s", type(exc).__name__)

@@ -112,7 +112,9 @@ def load_policy(path: Path) -> CompensationPolicy:
 
 _PERCENT = re.compile(r"(\d{1,3}(?:[.,]\d+)?)\s*(?:%|percent|процент\w*)", re.IGNORECASE)
 _MONEY_BACK = re.compile(
-    r"\b(refund\w*|money back|reimburs\w*|cashback|возв\w+ (?:вам )?(?:деньг|средств|оплат)\w*|компенсаци\w+ в размере)",
+    r"\b(refund\w*|money back|reimburs\w*|cash ?back"
+    r"|верн\w*\s+(?:вам\s+)?(?:деньг|средств|оплат|стоимост)\w*"
+    r"|возврат\w*\s+(?:денег|средств|оплаты|стоимости)|возмест\w*)",
     re.IGNORECASE,
 )
 

@@ -4,13 +4,15 @@ code, not the model, later decides what those facts allow (grounding, handoff, c
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import Callable
 
+import numpy as np
 from langchain.tools import ToolRuntime
 from langchain_core.tools import BaseTool, tool
 
-from bot.knowledge.index import KnowledgeIndex
+from bot.knowledge.index import ArticleText, KnowledgeIndex
 from bot.llm.compensation import CompensationPolicy
 from bot.llm.orders import CRMUnavailable, OrderLookup
 from bot.llm.turn import Turn
@@ -40,13 +42,9 @@ def build_tools(
         turn = runtime.context
         if spend(turn):
             return LIMIT
-        hits = await index.search(query[:2000], 30)
-        matches, _, _ = rank_topics(hits)
+        vector = await index.embed_query(query[:2000])
         parts = []
-        for match in [m for m in matches if m.kind == "article"][:ARTICLES_PER_SEARCH]:
-            article = await asyncio.to_thread(index.article, match.article_id, [turn.language])
-            if article is None:
-                continue
+        for article in await asyncio.to_thread(_best_articles, index, vector, turn.language):
             body = article.body[:MAX_ARTICLE_CHARS]
             turn.retrieved[article.id] = f"{article.title}\n{body}"
             parts.append(f"[{article.id}] {article.title}\n{body}")
@@ -71,8 +69,8 @@ def build_tools(
         if order is None:
             return f"There is no order {wanted}. Ask the customer to check the number."
         turn.orders[order.order_id] = order
-        eligible = policy().rule_for(order) is not None
-        return f"{order.describe()}. Cite it as order:{order.order_id}. Compensation eligible: {'yes' if eligible else 'no'}."
+        eligible = "yes" if policy().rule_for(order) is not None else "no"
+        return f"{order.describe()}. Cite it as order:{order.order_id}. Compensation eligible: {eligible}."
 
     @tool
     async def propose_compensation(order_id: str, percent: int, runtime: ToolRuntime[Turn]) -> str:
@@ -100,3 +98,10 @@ def build_tools(
         return "A specialist will take over. Finish with FinalAnswer: a short draft reply, needs_human=true."
 
     return [search_knowledge, get_order_status, propose_compensation, request_human]
+
+
+def _best_articles(index: KnowledgeIndex, vector: np.ndarray, language: str) -> list[ArticleText]:
+    """Search and read the best articles in one trip to a worker thread (Chroma is synchronous)."""
+    matches, _, _ = rank_topics(index.search_vector(vector, 30))
+    found = (index.article(m.article_id, [language]) for m in matches if m.kind == "article")
+    return [a for a in itertools.islice((a for a in found if a is not None), ARTICLES_PER_SEARCH)]

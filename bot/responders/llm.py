@@ -84,7 +84,7 @@ class LLMResponder:
         left = budget.remaining(self._settings.budget_s)
         language = analysis.language
         customer_texts = [t for a, t in history if a == "customer"] + [text]
-        turn = Turn(language, [n for t in customer_texts for n in find_order_numbers(t)])
+        turn = Turn(language, list(dict.fromkeys(n for t in customer_texts for n in find_order_numbers(t))))
         try:
             if left <= 0:
                 raise TimeoutError("no time left in the budget")
@@ -120,7 +120,8 @@ class LLMResponder:
         if older:
             parts.append(f"Earlier in this conversation (summarised): {older}")
         parts.append(
-            "Order numbers the customer gave: " + (", ".join(turn.mentioned_orders) or "none")
+            "Order numbers the customer gave: "
+            + (", ".join(turn.mentioned_orders) or "none")
             + f". The customer's language: {lang}."
         )
         return [SystemMessage("\n\n".join(parts)), *recent, HumanMessage(text[:MAX_TEXT])]
@@ -162,16 +163,16 @@ class LLMResponder:
         order_id = turn.crm_failed or ""
         notice = self._prompts.agent.render("crm_unavailable", turn.language, order_id=order_id)
         summary = summary or f"The CRM could not be reached for order {order_id}; the status is unknown."
-        return Answer(
-            draft, 0.0, (), (), True, f"CRM unavailable for order {order_id}", summary, notice=notice
-        )
+        return Answer(draft, 0.0, (), (), True, f"CRM unavailable for order {order_id}", summary, notice=notice)
 
     def _offer_text(self, offer: Offer, lang: str) -> str:
         agent = self._prompts.agent
         values = {"order_id": offer.order_id, "percent": offer.percent, "code": offer.code}
         if offer.rule == "lost":
             return agent.render("compensation_lost", lang, valid_days=offer.valid_days, **values)
-        return agent.render("compensation_offer", lang, days_late=offer.days_late, valid_days=offer.valid_days, **values)
+        return agent.render(
+            "compensation_offer", lang, days_late=offer.days_late, valid_days=offer.valid_days, **values
+        )
 
     @staticmethod
     def _actions(offer: Offer | None) -> tuple[dict[str, Any], ...]:

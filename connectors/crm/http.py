@@ -9,7 +9,6 @@ secret never sits in config.yaml. 404 means no such order; anything else that go
 
 from __future__ import annotations
 
-import asyncio
 import os
 from datetime import date, datetime
 from typing import Any
@@ -58,7 +57,7 @@ class HttpCRM:
                 if response.status != 200:
                     raise CRMUnavailable(f"CRM answered HTTP {response.status}")
                 data = await response.json(content_type=None)
-        except (aiohttp.ClientError, TimeoutError, asyncio.TimeoutError, ValueError) as exc:
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise CRMUnavailable(f"CRM request failed: {type(exc).__name__}") from exc
         if not isinstance(data, dict):
             raise CRMUnavailable("CRM answered something other than a JSON object")

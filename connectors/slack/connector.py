@@ -21,6 +21,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.app import App
 from bot.config import ConfigError, SlackSettings
+from bot.outbox import enqueue
 from connectors.slack.access import OperatorDirectory
 from connectors.slack.handlers import SlackHandlers
 from connectors.slack.sender import SlackQueue
@@ -89,6 +90,8 @@ class SlackConnector:
     async def start(self, server: web.Application) -> None:
         self._check()
         self._app.outbox.register(self._app.desk.queue_channel, self.queue)
+        if self._app.prompts is not None:
+            self._app.prompts.on_error(self._prompt_refused)
         if self._settings.app_token:
             self._socket = AsyncSocketModeHandler(self.bolt, self._settings.app_token)
             await self._socket.connect_async()
@@ -96,6 +99,17 @@ class SlackConnector:
         else:
             server.router.add_post(EVENTS_PATH, self.handle)
             log.info("slack: receiving events at %s", EVENTS_PATH)
+
+    async def _prompt_refused(self, message: str) -> None:
+        """Operators see a broken prompt edit at once; the bot keeps using the last good version."""
+        async with self._app.sessions() as session, session.begin():
+            enqueue(
+                session,
+                self._app.desk.queue_channel,
+                "notice",
+                {"text": f"A prompt edit was refused; the last good version stays in use. {message}"},
+            )
+        self._app.outbox.wake()
 
     async def stop(self) -> None:
         if self._socket is not None:

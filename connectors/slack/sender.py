@@ -26,6 +26,7 @@ from bot.domain import Author
 from bot.ports import RetryLater
 from bot.storage.models import Conversation, Delivery, Handoff, Message
 from connectors.slack import cards
+from connectors.slack.text import clip, escape
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ class SlackQueue:
             "customer_message": self._customer_message,
             "state": self._state,
             "draft_done": self._draft_done,
+            "notice": self._notice,
         }
 
     async def deliver(self, delivery: Delivery) -> str | None:
@@ -143,6 +145,12 @@ class SlackQueue:
         return None
 
     # -- helpers ----------------------------------------------------------------------------------
+
+    async def _notice(self, delivery: Delivery) -> str:
+        """A message for all operators, e.g. a refused prompt edit."""
+        text = str(delivery.payload["text"])
+        block = {"type": "section", "text": {"type": "mrkdwn", "text": clip(escape(text))}}
+        return await self._post(self._settings.queue_channel, text, [block])
 
     async def _post(self, channel: str, text: str, blocks: cards.Blocks, thread_ts: str | None = None) -> str:
         kwargs: dict[str, Any] = {"thread_ts": thread_ts} if thread_ts else {}

@@ -115,6 +115,7 @@ class TelegramConnector:
         self.dispatcher = Dispatcher()
         self.dispatcher.include_router(self.handlers.router())
         self.retry_s = 1.0  # backoff start when Telegram or the database is unavailable
+        self.batch = 100  # updates per getUpdates; a batch is confirmed once all of it is stored
         self._task: asyncio.Task[None] | None = None
 
     async def start(self, server: web.Application) -> None:
@@ -193,7 +194,7 @@ class TelegramConnector:
         while True:
             try:
                 raw: Any = await self.bot(
-                    RawGetUpdates(offset=offset, timeout=timeout, allowed_updates=allowed),
+                    RawGetUpdates(offset=offset, limit=self.batch, timeout=timeout, allowed_updates=allowed),
                     request_timeout=int(self.settings.request_timeout_s + timeout + 1),
                 )
                 updates = cast(list[dict[str, Any]], raw)

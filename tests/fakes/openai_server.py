@@ -6,7 +6,8 @@ Structure, so that more endpoints slot in without touching the rest:
   Today: `POST /v1/embeddings` and `POST /v1/chat/completions`.
 - `calls` records every request (path, JSON body, headers), whatever the outcome; `called(path)` filters.
 - `fail(...)` scripts failures, consumed one per request in order: an HTTP status with an OpenAI-style
-  error body (500, 429 with `retry-after-ms`, 401, ...) and/or a delay (to make a client time out).
+  error body (500, 429 with `retry-after-ms`, 401, ...) and/or a delay (to make a client time out; a
+  request whose client gave up during the delay is dropped and consumes no scripted chat reply).
 
 Embeddings are deterministic and deliberately NOT unit-length (so a client's normalisation is
 visible); `vector(text)` gives the raw vector the server returns for a text. The server honours
@@ -200,6 +201,8 @@ class FakeOpenAI:
         if failure is not None:
             if failure.delay_s:
                 await asyncio.sleep(failure.delay_s)
+                if request.transport is None or request.transport.is_closing():
+                    return _error(499, "client closed the request", "server_error")  # consumes no scripted reply
             if failure.status is not None:
                 headers = {}
                 if failure.retry_after_ms is not None:
