@@ -135,6 +135,16 @@ class OutboxSettings(Section):
     max_backoff_s: float = Field(default=300.0, gt=0)
 
 
+class AnalyticsSettings(Section):
+    """What `relaydesk report` needs to put a price on the desk's work (ROI)."""
+
+    handling_minutes: float = Field(default=6.0, ge=0)  # an operator's time per conversation the bot took
+    hourly_cost: float = Field(default=25.0, ge=0)  # an operator hour, fully loaded
+    currency: str = "USD"
+    price_input_per_1k: float = Field(default=0.00015, ge=0)  # LLM prompt tokens, per 1,000
+    price_output_per_1k: float = Field(default=0.0006, ge=0)  # LLM completion tokens, per 1,000
+
+
 class Settings(Section):
     telegram: TelegramSettings = Field(default_factory=TelegramSettings)
     slack: SlackSettings = Field(default_factory=SlackSettings)
@@ -147,6 +157,7 @@ class Settings(Section):
     automation: AutomationSettings = Field(default_factory=AutomationSettings)
     prompts: PromptSettings = Field(default_factory=PromptSettings)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
+    analytics: AnalyticsSettings = Field(default_factory=AnalyticsSettings)
 
     def resolve_paths(self, base: Path) -> Settings:
         """Relative paths in the file are relative to the file, not to the working directory."""

@@ -6,6 +6,7 @@ import re
 import string
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -27,13 +28,18 @@ class Texts:
         return template.format(**values)
 
 
-def load_texts(path: Path, languages: tuple[str, ...] = ("en", "ru")) -> Texts:
+def read_yaml(path: Path) -> Any:
+    """A prompt file's content, or a PromptError naming the file and what is wrong with it."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise PromptError(f"{path}: file not found") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise PromptError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+
+
+def load_texts(path: Path, languages: tuple[str, ...] = ("en", "ru")) -> Texts:
+    data = read_yaml(path)
     if not isinstance(data, dict):
         raise PromptError(f"{path}: expected a mapping of text names")
     entries: dict[str, dict[str, str]] = {}

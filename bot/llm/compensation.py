@@ -15,11 +15,10 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bot.llm.orders import Order
-from bot.texts import PromptError
+from bot.texts import PromptError, read_yaml
 
 
 class Rule(BaseModel):
@@ -92,12 +91,7 @@ class Offer:
 
 
 def load_policy(path: Path) -> CompensationPolicy:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PromptError(f"{path}: file not found") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise PromptError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+    data = read_yaml(path)
     try:
         policy = CompensationPolicy.model_validate(data or {})
     except ValidationError as exc:

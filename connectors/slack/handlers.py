@@ -28,7 +28,7 @@ from bot.storage.models import Conversation, Customer, Handoff, Message
 from bot.texts import Texts
 from connectors.slack import cards
 from connectors.slack.access import OperatorDirectory
-from connectors.slack.sender import split_ref, thread_ref
+from connectors.slack.sender import latest_handoff_at, split_ref, thread_ref
 from connectors.slack.text import to_plain
 
 log = logging.getLogger(__name__)
@@ -335,14 +335,7 @@ class SlackHandlers:
     async def _refresh_on_first_response(self, conversation_id: int) -> None:
         """The card shows the first response time: refresh it when the first reply went out."""
         async with self._sessions() as session, session.begin():
-            handoff_at = (
-                await session.execute(
-                    select(Handoff.created_at)
-                    .where(Handoff.conversation_id == conversation_id)
-                    .order_by(col(Handoff.id).desc())
-                    .limit(1)
-                )
-            ).scalar()
+            handoff_at = await latest_handoff_at(session, conversation_id)
             if handoff_at is None:
                 return
             replies = (

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -53,6 +54,17 @@ def retry_for(exc: SlackApiError) -> RetryLater:
         return RetryLater(f"slack: server error {status}")
     error = exc.response.get("error") if isinstance(exc.response.data, dict) else None
     return RetryLater(f"slack: {error or status}")  # e.g. not_in_channel: retried while an admin fixes it
+
+
+async def latest_handoff_at(session: AsyncSession, conversation_id: int) -> datetime | None:
+    """When the conversation was last handed to people: its first response time counts from there."""
+    query = (
+        select(Handoff.created_at)
+        .where(Handoff.conversation_id == conversation_id)
+        .order_by(col(Handoff.id).desc())
+        .limit(1)
+    )
+    return (await session.execute(query)).scalar()
 
 
 class SlackQueue:
@@ -204,14 +216,7 @@ class SlackQueue:
             conversation = await session.get(Conversation, conversation_id)
             if conversation is None:
                 return cards.CardState()
-            handoff_at = (
-                await session.execute(
-                    select(Handoff.created_at)
-                    .where(Handoff.conversation_id == conversation_id)
-                    .order_by(col(Handoff.id).desc())
-                    .limit(1)
-                )
-            ).scalar()
+            handoff_at = await latest_handoff_at(session, conversation_id)
             first_reply = None
             if handoff_at is not None:
                 first_reply = (
