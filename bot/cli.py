@@ -91,6 +91,7 @@ async def _chat(settings: Settings, args: argparse.Namespace) -> int:
     from bot.app import build_app
     from connectors.console import ConsoleChat
 
+    print("relaydesk: loading the knowledge base (the first run indexes it: about a minute)…", file=sys.stderr)
     app = await build_app(settings)
     try:
         await ConsoleChat(app).run()
