@@ -65,6 +65,12 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("path", nargs="?", type=Path, help="prompt folder (default: prompts.path)")
     check.set_defaults(handler=_prompts_check)
 
+    report = commands.add_parser("report", help="metrics from the event log: FRT, automation, CSAT, ROI")
+    report.add_argument("--since", default="7d", help="7d, 24h, 30d, ... or a date such as 2026-11-01 (default 7d)")
+    report.add_argument("--format", choices=("table", "json", "csv", "html"), default="table")
+    report.add_argument("--output", type=Path, help="write to this file instead of stdout")
+    report.set_defaults(handler=_report)
+
     for name, helptext in (
         ("eval", "measure answers on a JSONL file of cases"),
         ("tune", "find the automation thresholds for a target precision"),
@@ -171,6 +177,30 @@ async def _prompts_check(settings: Settings, args: argparse.Namespace) -> int:
     if not problems:
         print(f"{folder}: prompts OK")
     return 1 if problems else 0
+
+
+async def _report(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.analytics.render import render
+    from bot.analytics.report import WindowError, build_report, parse_since
+    from bot.storage.db import create_engine, migrate, sessions
+
+    try:
+        since = parse_since(args.since)
+    except WindowError as exc:
+        raise _UsageError(str(exc)) from None
+    engine = create_engine(settings.database.url)
+    try:
+        await migrate(engine)
+        report = await build_report(sessions(engine), settings.analytics, since)
+    finally:
+        await engine.dispose()
+    text = render(report, args.format)
+    if args.output:
+        args.output.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+        print(f"report written to {args.output}", file=sys.stderr)
+    else:
+        print(text)
+    return 0
 
 
 async def _eval(settings: Settings, args: argparse.Namespace) -> int:

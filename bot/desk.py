@@ -11,6 +11,7 @@ import logging
 import re
 import time
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,6 +70,7 @@ class Desk:
         self._outbox = outbox
         self.queue_channel = queue_channel
         self._locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = weakref.WeakValueDictionary()
+        self.observers: list[Callable[[Decision, float], None]] = []  # e.g. live metrics: (decision, seconds)
 
     def _lock(self, channel: str, chat_id: str) -> asyncio.Lock:
         lock = self._locks.get((channel, chat_id))
@@ -96,6 +98,8 @@ class Desk:
             except IntegrityError:  # the same message arrived twice at once: the other copy won
                 return Decision("duplicate", conversation_id=0)
         self._outbox.wake()
+        for observe in self.observers:
+            observe(decision, time.perf_counter() - started)
         return decision
 
     async def preview(self, text: str, language_hint: str = "") -> Decision:

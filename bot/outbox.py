@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -50,6 +51,7 @@ class Outbox:
         self._settings = settings
         self._senders: dict[str, Sender] = dict(senders or {})
         self._wake = asyncio.Event()
+        self.observers: list[Callable[[Delivery, str], None]] = []  # e.g. live metrics: (delivery, sent|failed)
 
     def register(self, channel: str, sender: Sender) -> None:
         self._senders[channel] = sender
@@ -78,7 +80,10 @@ class Outbox:
             if key in blocked and delivery.conversation_id is not None:
                 await self._release(delivery)  # keep order: wait behind the one that failed
                 continue
-            if await self._deliver(delivery):
+            ok = await self._deliver(delivery)
+            for observe in self.observers:
+                observe(delivery, "sent" if ok else "failed")
+            if ok:
                 delivered += 1
             else:
                 blocked.add(key)

@@ -1,7 +1,7 @@
 """`relaydesk run`: the desk with every channel config.yaml enables, one HTTP server, the outbox loop.
 
-The HTTP server (aiohttp) serves `/healthz` and whatever routes the channels add (`/telegram/webhook`,
-`/slack/events`); it listens on `server.host:server.port`.
+The HTTP server (aiohttp) serves `/healthz`, `/metrics` (Prometheus) and whatever routes the channels
+add (`/telegram/webhook`, `/slack/events`); it listens on `server.host:server.port`.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from typing import Protocol
 
 from aiohttp import web
 
+from bot.analytics.live import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from bot.analytics.live import LiveMetrics
 from bot.app import App, build_app
 from bot.config import ConfigError, Settings
 
@@ -55,6 +57,12 @@ def make_server(app: App) -> web.Application:
         return web.json_response({"status": "ok", "knowledge_records": app.index.count()})
 
     server.router.add_get("/healthz", healthz)
+    live = LiveMetrics().attach(app)  # counters the desk and the outbox update; a scrape only renders them
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(body=live.render(), headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+    server.router.add_get("/metrics", metrics)
     return server
 
 

@@ -1,0 +1,366 @@
+"""The desk's figures over a time window, computed from the event log.
+
+Definitions (each conversation counts once, in the window its first message falls in):
+
+- automated: the bot answered and no person was needed (no handoff, no operator action);
+  `resolved_by_bot` counts those the customer also confirmed with the Helped button.
+- involved: an operator claimed it, replied or sent a draft.
+- first response time (FRT): from the first customer message to the first bot answer or operator
+  reply. `frt_bot_*` is the bot's first answer; `frt_human_*` is the wait for a person: from the
+  first handoff (or the first customer message when an operator stepped in unasked) to the first
+  operator reply. Percentiles are nearest-rank.
+- resolution time: from the first customer message to the first resolution.
+- reopen rate: conversations reopened after a resolution / conversations resolved.
+- per topic: the topic of the conversation's first question the desk analysed (what the customer
+  came for), else the conversation's last topic.
+- per operator: the conversations they touched, their replies, the human FRT of the conversations
+  they answered first, and the CSAT of the conversations they replied in last.
+
+The per-conversation aggregation runs in SQL (one GROUP BY over the event log); Python only walks
+one row per conversation, so 10,000 conversations report in well under a second or two.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Integer, and_, case, func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col
+
+from bot.config import AnalyticsSettings
+from bot.storage.models import Conversation, Event, Feedback, Handoff
+
+TOUCHED = ("claimed", "operator_reply", "draft_sent", "draft_discarded")
+_RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([mhdw])\s*$")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+class WindowError(ValueError):
+    """A `--since` value that is neither a duration (7d, 24h) nor a date."""
+
+
+def parse_since(value: str, now: datetime | None = None) -> datetime:
+    """`7d`, `24h`, `90m`, `2w` back from now, or an ISO date/time (UTC unless it says otherwise)."""
+    now = now or datetime.now(UTC)
+    match = _RELATIVE.match(value)
+    if match:
+        return now - timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        expected = "a duration such as 7d, 24h, 30d or a date such as 2026-11-01"
+        raise WindowError(f"--since: got {value!r}; expected {expected}") from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def percentile(values: list[float], p: float) -> float | None:
+    """Nearest-rank percentile: p50 of [10, 20, 30, 40] is 20."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
+
+
+def _seconds(later: datetime | None, earlier: datetime | None) -> float | None:
+    if later is None or earlier is None:
+        return None
+    return max(0.0, (_utc(later) - _utc(earlier)).total_seconds())
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
+
+
+def _avg(values: list[int]) -> float | None:
+    return round(sum(values) / len(values), 3) if values else None
+
+
+def _secs(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+@dataclass
+class _Group:
+    """Running figures for one topic, operator or day."""
+
+    conversations: int = 0
+    automated: int = 0
+    involved: int = 0
+    replies: int = 0
+    frt: list[float] = field(default_factory=list)
+    csat: list[int] = field(default_factory=list)
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "conversations": self.conversations,
+            "automated": self.automated,
+            "involved": self.involved,
+            "automation_rate": _rate(self.automated, self.conversations),
+            "frt_p50_s": _secs(percentile(self.frt, 50)),
+            "csat_avg": _avg(self.csat),
+            "csat_count": len(self.csat),
+        }
+
+
+def _first(type_: str) -> Any:
+    return func.min(case((col(Event.type) == type_, col(Event.created_at)), else_=None))
+
+
+def _any(condition: Any) -> Any:
+    return func.max(case((condition, 1), else_=0))
+
+
+async def build_report(
+    sessions: async_sessionmaker[AsyncSession],
+    analytics: AnalyticsSettings,
+    since: datetime,
+    until: datetime | None = None,
+) -> dict[str, Any]:
+    until = until or datetime.now(UTC)
+    in_window = and_(col(Conversation.created_at) >= since, col(Conversation.created_at) < until)
+    async with sessions() as session:
+        rows = (await session.execute(_per_conversation(in_window))).all()
+        actions = (
+            await session.execute(
+                select(col(Event.conversation_id), col(Event.operator), col(Event.type))
+                .join(Conversation, col(Conversation.id) == col(Event.conversation_id))
+                .where(in_window, col(Event.type).in_(TOUCHED), col(Event.operator).is_not(None))
+                .order_by(col(Event.id))
+            )
+        ).all()
+        first_decision = (
+            select(col(Event.conversation_id), func.min(col(Event.id)).label("event_id"))
+            .join(Conversation, col(Conversation.id) == col(Event.conversation_id))
+            .where(in_window, col(Event.type).in_(("bot_answer", "handoff")))
+            .group_by(col(Event.conversation_id))
+            .subquery()
+        )
+        opening: dict[int, str | None] = dict(
+            (
+                await session.execute(
+                    select(col(Event.conversation_id), col(Event.data)["topic"].as_string()).join(
+                        first_decision, first_decision.c.event_id == col(Event.id)
+                    )
+                )
+            ).all()
+        )
+        feedback = (
+            await session.execute(
+                select(col(Feedback.conversation_id), col(Feedback.kind), col(Feedback.value))
+                .join(Conversation, col(Conversation.id) == col(Feedback.conversation_id))
+                .where(in_window)
+                .order_by(col(Feedback.id))
+            )
+        ).all()
+        handoffs = (
+            await session.execute(
+                select(col(Handoff.reasons))
+                .join(Conversation, col(Conversation.id) == col(Handoff.conversation_id))
+                .where(in_window)
+            )
+        ).all()
+        sentiment = col(Event.data)["sentiment"].as_string()
+        moods = (
+            await session.execute(
+                select(sentiment, func.count())
+                .join(Conversation, col(Conversation.id) == col(Event.conversation_id))
+                .where(in_window, col(Event.type).in_(("bot_answer", "handoff")))
+                .group_by(sentiment)
+            )
+        ).all()
+        tokens = (
+            await session.execute(
+                select(
+                    func.sum(col(Event.data)["tokens_in"].as_integer()),
+                    func.sum(col(Event.data)["tokens_out"].as_integer()),
+                )
+                .join(Conversation, col(Conversation.id) == col(Event.conversation_id))
+                .where(in_window, col(Event.type).in_(("bot_answer", "handoff", "llm_usage")))
+            )
+        ).one()
+    return _assemble(rows, opening, actions, feedback, handoffs, moods, tokens, analytics, since, until)
+
+
+def _per_conversation(in_window: Any) -> Any:
+    event_type = col(Event.type)
+    return (
+        select(
+            col(Conversation.id),
+            col(Conversation.created_at),
+            col(Conversation.topic),
+            _first("message_in").label("first_in"),
+            _first("bot_answer").label("first_bot"),
+            _first("handoff").label("first_handoff"),
+            _first("operator_reply").label("first_human"),
+            _first("resolved").label("first_resolved"),
+            _any(event_type.in_(TOUCHED)).label("touched"),
+            _any(event_type == "reopened").label("reopened"),
+            _any(and_(event_type == "resolved", col(Event.operator).is_(None))).label("by_bot"),
+            func.sum(case((event_type == "operator_reply", 1), else_=0)).cast(Integer).label("replies"),
+        )
+        .select_from(Conversation)
+        .outerjoin(Event, col(Event.conversation_id) == col(Conversation.id))
+        .where(in_window)
+        .group_by(col(Conversation.id), col(Conversation.created_at), col(Conversation.topic))
+    )
+
+
+def _assemble(
+    rows: Any,
+    opening: dict[int, str | None],
+    actions: Any,
+    feedback: Any,
+    handoffs: Any,
+    moods: Any,
+    tokens: Any,
+    analytics: AnalyticsSettings,
+    since: datetime,
+    until: datetime,
+) -> dict[str, Any]:
+    # who did what: operators per conversation, the last replier (CSAT goes to them), replies per operator
+    touched_by: dict[int, set[str]] = defaultdict(set)
+    last_replier: dict[int, str] = {}
+    first_replier: dict[int, str] = {}
+    per_operator: dict[str, _Group] = defaultdict(_Group)
+    for conversation_id, operator, type_ in actions:
+        touched_by[conversation_id].add(operator)
+        if type_ == "operator_reply":
+            per_operator[operator].replies += 1
+            last_replier[conversation_id] = operator
+            first_replier.setdefault(conversation_id, operator)
+    csat_of: dict[int, list[int]] = defaultdict(list)
+    buttons: Counter[str] = Counter()
+    for conversation_id, kind, value in feedback:
+        if kind == "csat":
+            csat_of[conversation_id].append(int(value))
+        else:
+            buttons[kind] += 1
+
+    per_topic: dict[str, _Group] = defaultdict(_Group)
+    per_day: dict[date, _Group] = {}
+    day = since.astimezone(UTC).date()
+    while day <= (until - timedelta(microseconds=1)).astimezone(UTC).date():
+        per_day[day] = _Group()
+        day += timedelta(days=1)
+    frt: list[float] = []
+    frt_bot: list[float] = []
+    frt_human: list[float] = []
+    resolution: list[float] = []
+    totals = Counter[str]()
+    for row in rows:
+        conversation_id = row.id
+        bot_s = _seconds(row.first_bot, row.first_in)
+        wait_from = row.first_handoff if row.first_handoff is not None else row.first_in
+        if row.first_human is not None and wait_from is not None and _utc(wait_from) > _utc(row.first_human):
+            wait_from = row.first_in
+        human_s = _seconds(row.first_human, wait_from)
+        first_s = min((s for s in (bot_s, _seconds(row.first_human, row.first_in)) if s is not None), default=None)
+        resolved_s = _seconds(row.first_resolved, row.first_in)
+        involved = bool(row.touched)
+        automated = row.first_bot is not None and row.first_handoff is None and not involved
+        csat = csat_of.get(conversation_id, [])
+        groups = [per_topic[opening.get(conversation_id) or row.topic or "(none)"]]
+        created = _utc(row.created_at).date()
+        groups.append(per_day.setdefault(created, _Group()))
+        for group in groups:
+            group.conversations += 1
+            group.automated += automated
+            group.involved += involved
+            group.csat.extend(csat)
+            if first_s is not None:
+                group.frt.append(first_s)
+        for operator in touched_by.get(conversation_id, ()):
+            per_operator[operator].conversations += 1
+            per_operator[operator].involved += 1
+        if human_s is not None and conversation_id in first_replier:
+            per_operator[first_replier[conversation_id]].frt.append(human_s)
+        if csat and conversation_id in last_replier:
+            per_operator[last_replier[conversation_id]].csat.extend(csat)
+        totals.update(
+            conversations=1,
+            automated=automated,
+            involved=involved,
+            handed_off=row.first_handoff is not None,
+            resolved=row.first_resolved is not None,
+            resolved_by_bot=bool(row.by_bot),
+            reopened=bool(row.reopened),
+        )
+        for values, value in ((frt, first_s), (frt_bot, bot_s), (frt_human, human_s), (resolution, resolved_s)):
+            if value is not None:
+                values.append(value)
+
+    all_csat = [v for values in csat_of.values() for v in values]
+    reasons: Counter[str] = Counter(str(r) for (found,) in handoffs for r in (found or []))
+    tokens_in, tokens_out = int(tokens[0] or 0), int(tokens[1] or 0)
+    conversations = totals["conversations"]
+    return {
+        "window": {"since": since.astimezone(UTC).isoformat(), "until": until.astimezone(UTC).isoformat()},
+        "conversations": conversations,
+        "automated": totals["automated"],
+        "involved": totals["involved"],
+        "handed_off": totals["handed_off"],
+        "automation_rate": _rate(totals["automated"], conversations),
+        "involvement_rate": _rate(totals["involved"], conversations),
+        "resolved_by_bot": totals["resolved_by_bot"],
+        "frt_p50_s": _secs(percentile(frt, 50)),
+        "frt_p90_s": _secs(percentile(frt, 90)),
+        "frt_bot_p50_s": _secs(percentile(frt_bot, 50)),
+        "frt_bot_p90_s": _secs(percentile(frt_bot, 90)),
+        "frt_human_p50_s": _secs(percentile(frt_human, 50)),
+        "frt_human_p90_s": _secs(percentile(frt_human, 90)),
+        "resolved": totals["resolved"],
+        "resolution_p50_s": _secs(percentile(resolution, 50)),
+        "resolution_p90_s": _secs(percentile(resolution, 90)),
+        "csat_avg": _avg(all_csat),
+        "csat_count": len(all_csat),
+        "helpful": buttons["helpful"],
+        "not_helpful": buttons["not_helpful"],
+        "reopened": totals["reopened"],
+        "reopen_rate": _rate(totals["reopened"], totals["resolved"]),
+        "handoff_reasons": dict(reasons.most_common()),
+        "sentiment": {str(mood or "unknown"): int(n) for mood, n in sorted(moods, key=lambda m: -m[1])},
+        "per_topic": {topic: g.figures() for topic, g in sorted(per_topic.items(), key=lambda t: -t[1].conversations)},
+        "per_operator": {
+            name: {
+                "conversations": g.conversations,
+                "replies": g.replies,
+                "frt_p50_s": _secs(percentile(g.frt, 50)),
+                "frt_p90_s": _secs(percentile(g.frt, 90)),
+                "csat_avg": _avg(g.csat),
+                "csat_count": len(g.csat),
+            }
+            for name, g in sorted(per_operator.items())
+        },
+        "per_day": [{"date": d.isoformat(), **g.figures()} for d, g in sorted(per_day.items())],
+        "roi": _roi(totals["automated"], tokens_in, tokens_out, analytics),
+    }
+
+
+def _roi(automated: int, tokens_in: int, tokens_out: int, analytics: AnalyticsSettings) -> dict[str, Any]:
+    hours = automated * analytics.handling_minutes / 60
+    saved = hours * analytics.hourly_cost
+    spend = tokens_in / 1000 * analytics.price_input_per_1k + tokens_out / 1000 * analytics.price_output_per_1k
+    recorded = bool(tokens_in or tokens_out)
+    return {
+        "currency": analytics.currency,
+        "operator_hours_saved": round(hours, 2),
+        "operator_cost_saved": round(saved, 2),
+        "llm_tokens_in": tokens_in,
+        "llm_tokens_out": tokens_out,
+        "llm_spend": round(spend, 4),
+        "net_saving": round(saved - spend, 2),
+        "tokens_recorded": recorded,
+        "note": ""
+        if recorded
+        else "LLM token usage is not recorded in the event log yet, so the LLM spend is reported as 0",
+    }
