@@ -334,7 +334,7 @@ async def test_slow_analysis_and_agent_together_stay_within_one_budget(tmp_path:
         started = time.perf_counter()
         decision = await Desk(app).say("How do I return an item?")
         # analysis (at most a third of the budget) + agent (the rest): ~3 s, not 1 + 3 s
-        assert time.perf_counter() - started < 3.0 + 0.6
+        assert time.perf_counter() - started < 3.0 + 0.9  # a second budget would need 1 s more
         assert decision.action == "answer" and decision.analysis.topic == "returns-policy"
     finally:
         await app.close()
