@@ -178,11 +178,15 @@ class Desk:
             if conversation is None:
                 conversation = Conversation(customer_id=customer.id or 0)
                 session.add(conversation)
-                await session.flush()
             elif conversation.state == State.RESOLVED:
                 conversation.state = State.BOT
                 conversation.operator = None
                 record_event(session, conversation, "reopened")
+            conversation.updated_at = utcnow()  # set before the flush: one write per row, not two
+            if analysis is not None:
+                conversation.topic = analysis.topic or conversation.topic
+                conversation.priority = analysis.priority
+            await session.flush()
             assert conversation.id is not None
             message = Message(
                 conversation_id=conversation.id,
@@ -196,10 +200,6 @@ class Desk:
             session.add(message)
             await session.flush()
             record_event(session, conversation, "message_in", kind=inbound.kind)
-            conversation.updated_at = utcnow()
-            if analysis is not None:
-                conversation.topic = analysis.topic or conversation.topic
-                conversation.priority = analysis.priority
             if conversation.state in OWNED:
                 enqueue(
                     session,
@@ -241,7 +241,12 @@ class Desk:
         query = select(Customer).where(Customer.channel == inbound.channel).where(Customer.chat_id == inbound.chat_id)
         customer = (await session.execute(query.with_for_update())).scalars().first()
         if customer is None:
-            customer = Customer(channel=inbound.channel, chat_id=inbound.chat_id, name=inbound.name)
+            customer = Customer(
+                channel=inbound.channel,
+                chat_id=inbound.chat_id,
+                name=inbound.name,
+                language=analysis.language if analysis else "",
+            )
             session.add(customer)
             await session.flush()
         customer.blocked = False  # they wrote to us, so they can be written to
