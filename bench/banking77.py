@@ -32,7 +32,7 @@ from common import bench_settings, header, stopwatch, write_article
 from bot.embeddings import Embedder, create_embedder
 from bot.evaluation import THRESHOLD_REASONS, Outcome, answered, evaluate, read_cases, run_cases, score, tune
 
-DATA = Path("/work/shared/data/banking77")
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "banking77"  # the public data beside the repo
 KB_QUESTIONS, TUNING_PER_INTENT = 10, 20
 TARGET_PRECISION = 0.95
 GOAL_AUTOMATION = 0.70

@@ -5,6 +5,7 @@ Everything here calls the product code (bot.*) as a deployment would; nothing re
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import platform
@@ -495,6 +496,25 @@ def synthetic_store(n: int) -> Path:
 def store_record(n: int) -> Path:
     """The JSON left by the from-scratch ingest that built the cached store (its figures, its date)."""
     return CACHE / f"chroma-{n}.json"
+
+
+def index_code_fingerprint() -> str:
+    """A hash of the code that decides what a store holds. The product's own file hashes do not cover
+    its code (an index format change leaves old stores "unchanged"), so the bench checks this itself."""
+    digest = hashlib.sha256()
+    for name in ("bot/knowledge/index.py", "bot/knowledge/articles.py", "bot/embeddings.py"):
+        digest.update((REPO / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def fresh_store(store: Path) -> Path:
+    """`store`, emptied first when it was written by other index code than the current one."""
+    stamp = store.with_suffix(".code")
+    if store.exists() and (not stamp.exists() or stamp.read_text() != index_code_fingerprint()):
+        shutil.rmtree(store)
+    store.parent.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(index_code_fingerprint())
+    return store
 
 
 def cached_store_ready(n: int) -> dict[str, Any] | None:

@@ -29,6 +29,7 @@ from common import (
     bench_settings,
     cached_store_ready,
     header,
+    index_code_fingerprint,
     load_average,
     stopwatch,
     store_record,
@@ -79,6 +80,8 @@ async def from_scratch_local(n: int, kb: Path, rebuild: bool) -> dict[str, Any]:
     recorded = None if rebuild else cached_store_ready(n)
     if recorded is not None:
         print(f"  (the cached store was built from scratch on {recorded['date']}; its figures, not re-measured:)")
+        if recorded.get("index_code") != index_code_fingerprint():
+            print("  WARNING: bot/knowledge/index.py (or articles/embeddings) changed since: --rebuild to measure anew")
         print(
             f"  {'from scratch, local embedder (recorded)':46} {recorded['seconds']:9.2f} s  "
             f"{recorded['records']} records; {recorded['records'] / recorded['seconds']:,.0f} records/s"
@@ -102,6 +105,7 @@ async def from_scratch_local(n: int, kb: Path, rebuild: bool) -> dict[str, Any]:
         "articles": report.added,
         "date": time.strftime("%Y-%m-%d %H:%M"),
         "load_average": load_average(),
+        "index_code": index_code_fingerprint(),
     }
     record.write_text(json.dumps(data))
     return data
@@ -154,13 +158,15 @@ async def main(n: int, rebuild: bool) -> None:
             with stopwatch() as embed:
                 for f in edited:
                     article = read_article(f, kb)
+                    # as KnowledgeIndex._replace does today: title + questions as queries, questions as
+                    # passages too, body chunks as passages
                     await embedder.queries([article.title, *article.questions])
                     chunks = chunk_text(article.body, settings.knowledge.chunk_chars)
-                    await embedder.documents([f"{article.title}\n\n{c}" for c in chunks])
+                    await embedder.documents([*article.questions, *(f"{article.title}\n\n{c}" for c in chunks)])
             line(f"baseline: embed the {EDITED} articles' texts alone", embed[0])
             print(
                 f"  → edit re-ingest = unchanged check {unchanged_s:.2f} s + embedding {embed[0]:.2f} s "
-                f"+ rest {edit_s - unchanged_s - embed[0]:.2f} s"
+                f"+ rest (Chroma writes, classifier retraining) {edit_s - unchanged_s - embed[0]:.2f} s"
             )
         finally:
             for f, raw in originals.items():

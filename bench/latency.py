@@ -32,7 +32,18 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from common import CACHE, REPO, bench_settings, cached_store_ready, header, summary, synthetic_queries, synthetic_store
+from common import (
+    CACHE,
+    REPO,
+    bench_settings,
+    cached_store_ready,
+    fresh_store,
+    header,
+    index_code_fingerprint,
+    summary,
+    synthetic_queries,
+    synthetic_store,
+)
 
 from bot.analysis.intent import priority, wants_human
 from bot.analysis.language import detect_language
@@ -96,8 +107,15 @@ class Bench:
         return ms(time.perf_counter() - started), ms(time.process_time() - cpu)
 
     async def breakdown(self, text: str, parts: dict[str, list[float]]) -> None:
-        """The pipeline's steps, called one by one as Desk.receive calls them, each timed."""
-        desk, index, analyzer = self.app.desk, self.app.index, self.app.desk._analyzer
+        """Desk.receive's steps called one by one, each timed; then the analysis' own steps, timed alone.
+
+        Top-level steps (summed): reading the context, Analyzer.analyse as a whole (whatever it does
+        today), the responder, the policy, writing the transaction. Inside the analysis, measured
+        separately on the same text: language, embedding, Chroma count/query, ranking, the topic
+        classifier when the index has one, sentiment.
+        """
+        desk, index = self.app.desk, self.app.index
+        analyzer = desk._analyzer
         inbound = self.inbound(text)
         started = time.perf_counter()
 
@@ -108,34 +126,55 @@ class Bench:
 
         t = time.perf_counter()
         context = await desk._context(inbound)
-        t = lap("storage: read context (SQLite)", t)
-        language = detect_language(text, default=analyzer._default_language)
-        t = lap("language detection", t)
-        vector = await index.embed_query(text[:MAX_QUERY_CHARS])
-        t = lap("embedding (incl. thread hop)", t)
-        n = self.collection.count()
-        t = lap("chroma: count()", t)
-        self.collection.query(query_embeddings=[vector], n_results=self.top_k, include=["metadatas", "distances"])
-        t = lap("chroma: query()", t)
-        hits = await asyncio.to_thread(index.search_vector, vector, self.top_k)
-        parts["(search_vector via thread, = count+query+hits; not summed)"].append(ms(time.perf_counter() - t))
+        t = lap(STORAGE_READ, t)
+        analysis = await analyzer.analyse(text, inbound.language_hint)
+        lap(ANALYSIS, t)
+
         t = time.perf_counter()
+        language = detect_language(text, default=analysis.language)
+        t = lap(LANGUAGE, t)
+        vector = await index.embed_query(text[:MAX_QUERY_CHARS])
+        t = lap(EMBEDDING, t)
+        self.collection.count()
+        t = lap(COUNT, t)
+        self.collection.query(query_embeddings=[vector], n_results=self.top_k, include=["metadatas", "distances"])
+        t = lap(QUERY, t)
+        hits = index.search_vector(vector, self.top_k)
+        t = lap(SEARCH, t)
+        probabilities = getattr(index, "topic_probabilities", None)
+        if probabilities is not None:
+            probabilities(vector, [hit.article_id for hit in hits])
+            t = lap(CLASSIFIER, t)
         rank_topics(hits)
-        t = lap("ranking (rank_topics)", t)
+        t = lap(RANKING, t)
         sentiment = score_sentiment(text, language)
-        human = wants_human(text)
-        priority(sentiment.score, text, human)
-        t = lap("sentiment + wants_human + priority", t)
-        analysis = analyzer.conclude(text, language, hits)
-        parts["(conclude = ranking + sentiment; not summed)"].append(ms(time.perf_counter() - t))
+        priority(sentiment.score, text, wants_human(text))
+        lap(SENTIMENT, t)
+
         t = time.perf_counter()
         answer = await desk._respond(text, analysis, context.history)
-        t = lap("answer: article fetch from chroma + extract", t)
+        t = lap(ANSWER, t)
         desk._policy.reasons(analysis, answer, 0)
-        t = lap("policy", t)
+        t = lap(POLICY, t)
         await desk._record(inbound, text, analysis, answer, context, started)
-        lap("storage: write (SQLite transaction)", t)
-        del n
+        lap(STORAGE_WRITE, t)
+
+
+STORAGE_READ = "storage: read context (SQLite)"
+ANALYSIS = "analysis: Analyzer.analyse, all of it"
+ANSWER = "answer: responder (article fetch from chroma + extract)"
+POLICY = "policy"
+STORAGE_WRITE = "storage: write (SQLite transaction)"
+TOP_LEVEL = (STORAGE_READ, ANALYSIS, ANSWER, POLICY, STORAGE_WRITE)
+LANGUAGE = "language detection"
+EMBEDDING = "embedding (embed_query, incl. thread hop)"
+COUNT = "chroma: count() (search_vector asks every time)"
+QUERY = "chroma: query()"
+SEARCH = "search_vector (count + query + hits), no thread"
+CLASSIFIER = "topic classifier (index.topic_probabilities)"
+RANKING = "ranking (rank_topics on the hits alone)"
+SENTIMENT = "sentiment + wants_human + priority"
+INSIDE = (LANGUAGE, EMBEDDING, COUNT, QUERY, SEARCH, CLASSIFIER, RANKING, SENTIMENT)
 
 
 async def measure(app: App, label: str, questions: list[str], messages: int) -> dict[str, Any]:
@@ -198,29 +237,31 @@ def report(label: str, records: int, result: dict[str, Any]) -> dict[str, Any]:
         f"mean {(pc['mean'] - bc['mean']) / bc['mean']:+.1%}"
     )
     parts = result["parts"]
-    summed = {k: v for k, v in parts.items() if not k.startswith("(")}
-    total = sum(statistics.fmean(v) for v in summed.values())
-    print(
-        f"  breakdown ({len(next(iter(parts.values())))} messages, each part timed alone; share of the summed means):"
-    )
-    for name, values in sorted(parts.items(), key=lambda kv: kv[0].startswith("(")):
-        s = summary(values)
-        share = f"{s['mean'] / total:6.1%}" if not name.startswith("(") else "      "
-        print(f"    {name:58} p50 {s['p50']:7.2f}  p99 {s['p99']:7.2f}  mean {s['mean']:7.2f}  {share}")
-    print(f"    {'sum of the parts (means)':58} {'':28} {total:7.2f}")
-    embed_and_query = statistics.fmean(parts["embedding (incl. thread hop)"]) + statistics.fmean(
-        parts["chroma: query()"]
-    )
-    rest = {
-        k: statistics.fmean(v)
-        for k, v in summed.items()
-        if k not in ("embedding (incl. thread hop)", "chroma: query()")
+    mean = {name: statistics.fmean(values) for name, values in parts.items()}
+    total = sum(mean[name] for name in TOP_LEVEL)
+    print(f"  breakdown ({len(parts[ANALYSIS])} messages; each step timed alone; share of the summed means):")
+    for name in TOP_LEVEL:
+        s = summary(parts[name])
+        print(
+            f"    {name:56} p50 {s['p50']:7.2f}  p99 {s['p99']:7.2f}  mean {s['mean']:7.2f}  {s['mean'] / total:6.1%}"
+        )
+        if name == ANALYSIS:
+            for inner in INSIDE:
+                if inner in parts:
+                    i = summary(parts[inner])
+                    print(f"      {inner:54} p50 {i['p50']:7.2f}  p99 {i['p99']:7.2f}  mean {i['mean']:7.2f}")
+    print(f"    {'sum of the steps (means)':56} {'':28} {total:7.2f}")
+    # What the pipeline spends beyond the bare embedding + query, by part (means).
+    beyond = {
+        STORAGE_READ: mean[STORAGE_READ],
+        STORAGE_WRITE: mean[STORAGE_WRITE],
+        ANSWER: mean[ANSWER],
+        POLICY: mean[POLICY],
+        "analysis beyond embedding + chroma query": mean[ANALYSIS] - mean[EMBEDDING] - mean[QUERY],
     }
-    worst = max(rest, key=lambda k: rest[k])
-    print(
-        f"  beyond embedding + query ({embed_and_query:.2f} ms mean) "
-        f"the largest part is {worst!r} ({rest[worst]:.2f} ms)"
-    )
+    worst = max(beyond, key=lambda k: beyond[k])
+    ranked = sorted(beyond.items(), key=lambda kv: -kv[1])
+    print("  beyond the bare embedding + chroma query (means): " + "; ".join(f"{k} {v:.2f} ms" for k, v in ranked))
     return {
         "label": label,
         "cpu_overhead_mean": (pc["mean"] - bc["mean"]) / bc["mean"],
@@ -237,7 +278,8 @@ def report(label: str, records: int, result: dict[str, Any]) -> dict[str, Any]:
 async def run_sample(messages: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="relaydesk-lat-") as tmp:
         # The store persists under the bench cache; build_app's own incremental ingest re-embeds only what changed.
-        settings = bench_settings(Path(tmp), kb=REPO / "knowledge", store=CACHE / "chroma-sample")
+        store = fresh_store(CACHE / "chroma-sample")  # rebuilt when the index code changed
+        settings = bench_settings(Path(tmp), kb=REPO / "knowledge", store=store)
         started = time.perf_counter()
         app = await build_app(settings)
         ingest = app.ingest_report
@@ -254,7 +296,10 @@ async def run_sample(messages: int) -> dict[str, Any]:
 
 
 async def run_synthetic(n: int, messages: int) -> dict[str, Any] | None:
-    if cached_store_ready(n) is None:
+    recorded = cached_store_ready(n)
+    if recorded is not None and recorded.get("index_code") != index_code_fingerprint():
+        print(f"\nWARNING: the index code changed since {synthetic_store(n)} was built: bench/ingest.py --rebuild")
+    if recorded is None:
         print(f"\nsynthetic KB of {n:,}: no cached store at {synthetic_store(n)}; run bench/ingest.py first. Skipped.")
         return None
     with tempfile.TemporaryDirectory(prefix="relaydesk-lat-") as tmp:
