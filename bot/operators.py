@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col, select
 
+from bot.analysis.language import detect_language
+from bot.analysis.sentiment import score_sentiment
 from bot.domain import Author, State
 from bot.journal import record_event, send_to_customer
 from bot.knowledge.index import KnowledgeIndex
 from bot.outbox import Outbox, enqueue
+from bot.quality import score_reply
 from bot.storage.models import Conversation, Customer, Delivery, Event, Feedback, Handoff, Message, utcnow
 from bot.texts import Texts
 
@@ -29,6 +33,7 @@ class ActionResult:
     ok: bool
     message: str
     conversation_id: int | None = None
+    quality: dict[str, Any] | None = None  # a sent reply's score (bot.quality), shown to its operator only
 
 
 class OperatorActions:
@@ -78,6 +83,7 @@ class OperatorActions:
                     return ActionResult(False, f"{conversation.operator} owns this conversation", conversation_id)
                 if dedup_key and await self._delivered(session, dedup_key):
                     return ActionResult(False, "already sent", conversation_id)
+                quality = await self._quality(session, conversation_id, text, customer.language)
                 self._take(session, conversation, operator)
                 session.add(
                     Message(
@@ -86,16 +92,22 @@ class OperatorActions:
                         channel=customer.channel,
                         text=text,
                         operator=operator,
-                        meta={"handoff_id": handoff_id},
+                        meta={"handoff_id": handoff_id, "quality": quality},
                     )
                 )
                 send_to_customer(session, customer, conversation, text, dedup_key=dedup_key, operator=operator)
                 record_event(
-                    session, conversation, "operator_reply", operator=operator, handoff_id=handoff_id, chars=len(text)
+                    session,
+                    conversation,
+                    "operator_reply",
+                    operator=operator,
+                    handoff_id=handoff_id,
+                    chars=len(text),
+                    quality=quality,
                 )
         except IntegrityError:  # the same button, pressed twice at once: the dedup key let one through
             return ActionResult(False, "already sent", conversation_id)
-        return self._done("sent to the customer", conversation_id)
+        return self._done("sent to the customer", conversation_id, quality)
 
     async def send_draft(self, handoff_id: int, operator: str, text: str | None = None) -> ActionResult:
         """Send the AI draft (or the operator's edit of it) once, however many times it is clicked."""
@@ -236,6 +248,28 @@ class OperatorActions:
         )
 
     @staticmethod
+    async def _quality(session: AsyncSession, conversation_id: int, text: str, language: str) -> dict[str, Any]:
+        """Score the reply against the customer's last message (its stored sentiment when the desk had one)."""
+        asked = (
+            (
+                await session.execute(
+                    select(Message)
+                    .where(Message.conversation_id == conversation_id)
+                    .where(Message.author == Author.CUSTOMER)
+                    .order_by(col(Message.id).desc())
+                    .limit(1)
+                )
+            )
+            .scalars()
+            .first()
+        )
+        question = asked.text if asked else ""
+        language = language or detect_language(question or text)
+        stored = (asked.meta or {}).get("sentiment_score") if asked else None
+        sentiment = float(stored) if isinstance(stored, int | float) else score_sentiment(question, language).score
+        return score_reply(text, question, sentiment, language).as_dict()
+
+    @staticmethod
     async def _delivered(session: AsyncSession, dedup_key: str) -> bool:
         found = await session.execute(select(Delivery.id).where(Delivery.dedup_key == dedup_key))
         return found.first() is not None
@@ -286,6 +320,6 @@ class OperatorActions:
             return None
         return str(handoff.id), handoff.question, reply.text, language
 
-    def _done(self, message: str, conversation_id: int) -> ActionResult:
+    def _done(self, message: str, conversation_id: int, quality: dict[str, Any] | None = None) -> ActionResult:
         self._outbox.wake()
-        return ActionResult(True, message, conversation_id)
+        return ActionResult(True, message, conversation_id, quality)

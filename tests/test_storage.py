@@ -24,9 +24,7 @@ async def _check(url: str) -> None:
         await migrate(engine)  # a second start finds nothing to do
         async with engine.connect() as conn:
             tables = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
-            drift = await conn.run_sync(
-                lambda c: compare_metadata(MigrationContext.configure(c), SQLModel.metadata)
-            )
+            drift = await conn.run_sync(lambda c: compare_metadata(MigrationContext.configure(c), SQLModel.metadata))
         assert tables >= TABLES
         assert drift == [], f"models changed without a migration: {drift}"
 
@@ -38,8 +36,16 @@ async def _check(url: str) -> None:
             conversation = Conversation(customer_id=customer.id or 0)
             session.add(conversation)
             await session.flush()
-            session.add(Message(conversation_id=conversation.id or 0, author="customer", channel="telegram",
-                                external_id="1:1", text="привет", meta={"attachments": [{"kind": "photo"}]}))
+            session.add(
+                Message(
+                    conversation_id=conversation.id or 0,
+                    author="customer",
+                    channel="telegram",
+                    external_id="1:1",
+                    text="привет",
+                    meta={"attachments": [{"kind": "photo"}]},
+                )
+            )
         async with factory() as session:
             message = await session.get(Message, 1)
             assert message is not None and message.meta["attachments"][0]["kind"] == "photo"

@@ -24,6 +24,7 @@ from bot.domain import Author, State
 from bot.journal import send_to_customer
 from bot.operators import ActionResult, OperatorActions
 from bot.outbox import Outbox, enqueue
+from bot.quality import describe
 from bot.storage.models import Conversation, Customer, Handoff, Message
 from bot.texts import Texts
 from connectors.slack import cards
@@ -229,6 +230,8 @@ class SlackHandlers:
                 await self._tell(channel, user, f"Not sent: {result.message}.", thread)
             return
         await self._refresh_on_first_response(conversation_id)
+        if result.quality:  # coaching for the operator who replied; the customer never sees it
+            await self._tell(channel, user, describe(result.quality), thread)
 
     # -- buttons ----------------------------------------------------------------------------------
 
