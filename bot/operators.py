@@ -1,4 +1,4 @@
-"""What operators do to a conversation: claim, reply, send or discard the draft, note, resolve, return.
+"""What operators do to a conversation: claim, reply, send or discard the draft, note, resolve, return, teach.
 
 Every action is one transaction that updates the state, logs an event and queues what the customer
 and the operator queue should see. Repeated clicks are harmless: each action checks the state it
@@ -154,6 +154,7 @@ class OperatorActions:
 
     async def resolve(self, conversation_id: int, operator: str) -> ActionResult:
         learned: tuple[str, str, str, str] | None = None
+        taught = False
         async with self._sessions() as session, session.begin():
             found = await self._load(session, conversation_id)
             if isinstance(found, ActionResult):
@@ -169,13 +170,43 @@ class OperatorActions:
             )
             record_event(session, conversation, "resolved", operator=operator)
             self._queue_state(session, conversation)
-            learned = await self._case(session, conversation_id, customer.language)
+            found_case = await self._case(session, conversation_id, customer.language)
+            if found_case is not None:
+                learned = found_case[0]
+                # Taught before the resolution: the very answer the operator approved stays approved.
+                taught = await self._taught(session, conversation_id, *found_case)
         if learned and self._index is not None:
             try:
-                await self._index.add_case(*learned, reusable=False)
+                await self._index.add_case(*learned, reusable=taught)
             except Exception:  # learning is a bonus; a failed write must not undo the resolution
                 log.exception("operators: could not store the resolved case")
         return self._done("resolved", conversation_id)
+
+    async def teach(self, conversation_id: int, operator: str) -> ActionResult:
+        """The operator approves their answer for automatic use: the bot may now send it on its own."""
+        if self._index is None:
+            return ActionResult(False, "there is no knowledge index to teach", conversation_id)
+        async with self._sessions() as session, session.begin():
+            found = await self._load(session, conversation_id)
+            if isinstance(found, ActionResult):
+                return found
+            conversation, customer = found
+            found_case = await self._case(session, conversation_id, customer.language)
+            if found_case is None:
+                return ActionResult(
+                    False, "there is no operator answer to a handed-off question to teach", conversation_id
+                )
+            case, reply_id = found_case
+            if await self._taught(session, conversation_id, case, reply_id):
+                return ActionResult(False, "the bot already knows this answer", conversation_id)
+            # Stored before the event commits: a failed write leaves nothing claiming it was taught.
+            try:
+                await self._index.add_case(*case, reusable=True)
+            except Exception:
+                log.exception("operators: could not store the taught case")
+                return ActionResult(False, "the knowledge index could not be updated; try again", conversation_id)
+            record_event(session, conversation, "taught", operator=operator, case=case[0], message_id=reply_id)
+        return ActionResult(True, "taught: the bot may now send this reply to similar questions", conversation_id)
 
     async def return_to_bot(self, conversation_id: int, operator: str) -> ActionResult:
         async with self._sessions() as session, session.begin():
@@ -289,8 +320,13 @@ class OperatorActions:
                 )
 
     @staticmethod
-    async def _case(session: AsyncSession, conversation_id: int, language: str) -> tuple[str, str, str, str] | None:
-        """The last handed-off question and the operator's last answer to it: a case to learn from."""
+    async def _case(
+        session: AsyncSession, conversation_id: int, language: str
+    ) -> tuple[tuple[str, str, str, str], int | None] | None:
+        """The last handed-off question and the operator's last answer to it: a case to learn from.
+
+        Returns `(case_id, question, answer, language)` and the id of the operator's message.
+        """
         handoff = (
             (
                 await session.execute(
@@ -318,7 +354,25 @@ class OperatorActions:
         )
         if handoff is None or reply is None or not handoff.question:
             return None
-        return str(handoff.id), handoff.question, reply.text, language
+        return (str(handoff.id), handoff.question, reply.text, language), reply.id
+
+    @staticmethod
+    async def _taught(
+        session: AsyncSession, conversation_id: int, case: tuple[str, str, str, str], reply_id: int | None
+    ) -> bool:
+        """Whether an operator taught this very answer (this handoff, this message) to the bot."""
+        events = (
+            (
+                await session.execute(
+                    select(Event).where(Event.conversation_id == conversation_id).where(Event.type == "taught")
+                )
+            )
+            .scalars()
+            .all()
+        )
+        return any(
+            (e.data or {}).get("case") == case[0] and (e.data or {}).get("message_id") == reply_id for e in events
+        )
 
     def _done(self, message: str, conversation_id: int, quality: dict[str, Any] | None = None) -> ActionResult:
         self._outbox.wake()

@@ -24,7 +24,8 @@ CHANNEL, QUEUE = "console", "console-queue"
 CHAT_ID = "local"
 HELP = """Customer: type a message. /helped  /nothelped  /csat 1-5  /human  /quit
 Operator: !send (the draft)  !edit TEXT (send your version)  !reply TEXT  !note TEXT
-          !claim  !resolve  !bot (return to bot)  !discard (the draft)  !help"""
+          !claim  !resolve  !bot (return to bot)  !discard (the draft)
+          !teach (let the bot send your last answer to similar questions)  !help"""
 
 
 class ConsoleCustomer:
@@ -148,6 +149,7 @@ class ConsoleChat:
             "claim": lambda: ops.claim(cid, me),
             "resolve": lambda: ops.resolve(cid, me),
             "bot": lambda: ops.return_to_bot(cid, me),
+            "teach": lambda: ops.teach(cid, me),
         }
         if verb not in actions:
             return ActionResult(False, f"unknown command !{verb}; try !help" if verb != "help" else HELP)

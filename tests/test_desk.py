@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import itertools
 from pathlib import Path
 
@@ -11,7 +12,8 @@ from sqlmodel import select
 from bot.app import App, build_app
 from bot.config import Settings
 from bot.domain import Attachment, Inbound, Reason
-from bot.storage.models import Conversation, Customer, Message
+from bot.storage.models import Conversation, Customer, Event, Handoff, Message
+from connectors.console import ConsoleChat
 from tests.conftest import Recorder, make_settings
 
 _ids = itertools.count(1)
@@ -253,3 +255,66 @@ async def test_an_operators_answer_becomes_a_draft_for_the_next_similar_question
     card = [d for d in queue.sent if d.kind == "handoff"][-1]
     assert card.payload["draft"] == "Yes: gift wrapping costs 150 RUB, choose it at checkout."
     assert Reason.RESPONDER_REQUEST in later.reasons
+
+
+async def _gift_wrapping_answered(app: App) -> int:
+    first = await app.desk.receive(said("Operator please: do you offer gift wrapping for birthday orders?", chat="100"))
+    assert first.action == "handoff" and first.handoff_id is not None
+    await app.operators.reply(first.conversation_id, "olga", "Yes: gift wrapping costs 150 RUB, choose it at checkout.")
+    return first.conversation_id
+
+
+async def test_a_taught_answer_is_sent_on_its_own_to_the_next_similar_question(
+    app: App, customers: Recorder, queue: Recorder
+) -> None:
+    cid = await _gift_wrapping_answered(app)
+    assert (await app.operators.resolve(cid, "olga")).ok
+    taught = await app.operators.teach(cid, "olga")
+    assert taught.ok and "taught" in taught.message
+    again = await app.operators.teach(cid, "olga")
+    assert not again.ok and "already" in again.message
+
+    later = await app.desk.receive(said("Do you offer gift wrapping for birthday orders?", chat="200"))
+    await app.outbox.deliver_due()
+    assert later.action == "answer"
+    assert later.answer is not None and later.answer.text == "Yes: gift wrapping costs 150 RUB, choose it at checkout."
+    async with app.sessions() as session:
+        handoff_id = (await session.execute(select(Handoff.id).where(Handoff.conversation_id == cid))).scalar_one()
+        events = (await session.execute(select(Event).where(Event.type == "taught"))).scalars().all()
+    assert later.answer.sources == (f"case-{handoff_id}",)
+    assert customers.texts()[-1] == "Yes: gift wrapping costs 150 RUB, choose it at checkout."
+    assert [(e.conversation_id, e.operator, e.data["case"]) for e in events] == [(cid, "olga", str(handoff_id))]
+
+
+async def test_teaching_before_resolving_survives_the_resolution(app: App) -> None:
+    cid = await _gift_wrapping_answered(app)
+    assert (await app.operators.teach(cid, "olga")).ok
+    assert (await app.operators.resolve(cid, "olga")).ok  # re-stores the case: it must stay approved
+    later = await app.desk.receive(said("Do you offer gift wrapping for birthday orders?", chat="200"))
+    assert later.action == "answer"
+
+
+async def test_without_an_operator_answer_there_is_nothing_to_teach(app: App) -> None:
+    bot_only = await app.desk.receive(said("How do I return an item?"))
+    refused = await app.operators.teach(bot_only.conversation_id, "olga")
+    assert not refused.ok and "no operator answer" in refused.message
+    handed_off = await app.desk.receive(said("I want to talk to a person", chat="300"))
+    assert not (await app.operators.teach(handed_off.conversation_id, "olga")).ok
+    assert not (await app.operators.teach(9999, "olga")).ok
+    async with app.sessions() as session:
+        assert (await session.execute(select(Event).where(Event.type == "taught"))).first() is None
+
+
+async def test_the_terminal_chat_teaches_with_an_operator_command(app: App) -> None:
+    out = io.StringIO()
+    chat = ConsoleChat(app, out=out, operator="olga")
+    await chat.handle("!teach")
+    await chat.handle("I want a human: do you offer gift wrapping for birthday orders?")
+    await chat.handle("!reply Yes: gift wrapping costs 150 RUB, choose it at checkout.")
+    await chat.handle("!resolve")
+    await chat.handle("!teach")
+    later = await app.desk.receive(said("Do you offer gift wrapping for birthday orders?", chat="200"))
+    lines = out.getvalue().splitlines()
+    assert "[refused] no conversation yet" in lines
+    assert any(line.startswith("[ok] taught") for line in lines)
+    assert later.action == "answer"

@@ -262,7 +262,26 @@ async def test_claim_then_resolve_asks_the_customer_for_csat_and_closes_the_card
     last = world.customer.sent[-1]
     assert last.payload["text"] == world.app.texts.render("resolved", "en") and last.payload["buttons"] == "csat"
     assert "Resolved by Maria" in root.all_text() and "first response in" in root.all_text()
-    assert root.buttons() == {}
+    assert set(root.buttons()) == {cards.TEACH}  # Maria answered: her reply can be taught to the bot
+
+
+async def test_teach_the_bot_makes_the_operators_reply_an_answer_the_bot_may_send(world: World) -> None:
+    await world.customer_says("I want a person: do you offer gift wrapping for birthday orders?")
+    root = world.root()
+    await world.reply("Yes: gift wrapping costs 150 RUB, choose it at checkout.")
+    assert cards.TEACH not in root.buttons()  # only once the conversation is resolved
+    await world.press(root, cards.RESOLVE)
+    await world.press(root, cards.TEACH, EVE)  # members only
+    hits = await world.app.index.search("Do you offer gift wrapping for birthday orders?", 3)
+    assert hits[0].kind == "case" and not hits[0].reusable
+    assert any("Only members of the support queue" in t for t in world.told(EVE))
+
+    await world.press(root, cards.TEACH)
+    assert any(t.startswith("🎓 Taught") for t in world.told(MARIA))
+    hits = await world.app.index.search("Do you offer gift wrapping for birthday orders?", 3)
+    assert hits[0].kind == "case" and hits[0].reusable
+    await world.press(root, cards.TEACH)  # a second press changes nothing and says so
+    assert any("already knows this answer" in t for t in world.told(MARIA))
 
 
 async def test_return_to_bot_gives_the_conversation_back(world: World) -> None:

@@ -14,6 +14,7 @@ from connectors.slack.text import clip, escape, quote
 Blocks = list[dict[str, Any]]
 
 CLAIM, RESOLVE, RETURN = "relaydesk_claim", "relaydesk_resolve", "relaydesk_return"
+TEACH = "relaydesk_teach"
 SEND, EDIT, DISCARD = "relaydesk_send", "relaydesk_edit", "relaydesk_discard"
 EDIT_VIEW = "relaydesk_edit_draft"
 EDIT_BLOCK, EDIT_INPUT = "draft", "text"
@@ -120,6 +121,9 @@ def root_card(payload: dict[str, Any], state: CardState | None = None) -> tuple[
             _button("Resolve", RESOLVE, conversation_id),
             _button("Return to bot", RETURN, conversation_id, "danger"),
         ]
+    if state.state == "resolved" and state.first_response_s is not None:
+        # An operator answered: their reply may become an answer the bot sends on its own.
+        buttons.append(_button("Teach the bot", TEACH, conversation_id))
     if buttons:
         blocks.append({"type": "actions", "block_id": "conversation", "elements": buttons})
     text = f"{customer} needs a person ({reasons}) — {status_line(state).replace('*', '')}"

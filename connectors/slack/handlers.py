@@ -65,11 +65,12 @@ class SlackHandlers:
             cards.CLAIM: self._actions.claim,
             cards.RESOLVE: self._actions.resolve,
             cards.RETURN: self._actions.return_to_bot,
+            cards.TEACH: self._actions.teach,
         }
 
     def register(self, app: AsyncApp) -> None:
         app.event("message")(self.on_message)
-        for action_id in (cards.CLAIM, cards.RESOLVE, cards.RETURN, cards.SEND, cards.DISCARD, cards.EDIT):
+        for action_id in (*self._conversation_buttons, cards.SEND, cards.DISCARD, cards.EDIT):
             app.action(action_id)(self.on_button)
         app.view(cards.EDIT_VIEW)(self.on_edit_submitted)
         app.command("/relaydesk")(self.on_command)
@@ -257,6 +258,8 @@ class SlackHandlers:
             result = await self._conversation_buttons[action_id](conversation_id, operator)
             if result.ok and action_id == cards.CLAIM and before is not None:
                 await self._announce(before, operator)
+            if result.ok and action_id == cards.TEACH:  # nothing changes on the card: say it worked
+                await self._tell(channel, user, f"🎓 {result.message[:1].upper()}{result.message[1:]}.", thread_ts)
         elif action_id == cards.SEND:
             result, sent = await self._send_draft(int(value), operator, None)
             if result.ok:
