@@ -12,6 +12,7 @@ import pytest
 from bot.app import App, build_app
 from bot.config import Settings
 from bot.storage.models import Delivery
+from tests.fakes.slack_api import FakeSlack
 
 REPO = Path(__file__).resolve().parent.parent
 PG_ADMIN = os.environ.get("RELAYDESK_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
@@ -84,6 +85,15 @@ async def app(settings: Settings) -> AsyncIterator[App]:
     built = await build_app(settings)
     yield built
     await built.close()
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[FakeSlack]:
+    """A fake Slack Web API on a local port (tests/fakes/slack_api.py)."""
+    fake = FakeSlack()
+    await fake.start()
+    yield fake
+    await fake.close()
 
 
 @pytest.fixture

@@ -125,14 +125,6 @@ def test_scoring_is_deterministic_and_bounded() -> None:
 
 
 @pytest.fixture
-async def slack() -> AsyncIterator[FakeSlack]:
-    fake = FakeSlack()
-    await fake.start()
-    yield fake
-    await fake.close()
-
-
-@pytest.fixture
 async def world(tmp_path: Path, slack: FakeSlack) -> AsyncIterator[tuple[App, SlackSide, Recorder]]:
     settings = make_settings(tmp_path)  # the minimal setup of tests/test_slack.py's make_world
     settings.automation.mode = "suggest"

@@ -82,14 +82,6 @@ async def make_world(tmp: Path, slack: FakeSlack, **slack_settings: object) -> t
 
 
 @pytest.fixture
-async def slack() -> AsyncIterator[FakeSlack]:
-    fake = FakeSlack()
-    await fake.start()
-    yield fake
-    await fake.close()
-
-
-@pytest.fixture
 async def world(tmp_path: Path, slack: FakeSlack) -> AsyncIterator[World]:
     built, side = await make_world(tmp_path, slack)
     yield built
