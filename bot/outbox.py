@@ -23,6 +23,7 @@ from bot.storage.models import Conversation, Customer, Delivery, utcnow
 log = logging.getLogger(__name__)
 
 LEASE = timedelta(seconds=120)  # a worker that dies mid-delivery frees its rows after this
+PARALLEL_CONVERSATIONS = 8  # deliveries in flight at once, each to a different conversation
 
 
 def enqueue(
@@ -71,23 +72,31 @@ class Outbox:
             self._wake.clear()
 
     async def deliver_due(self, limit: int = 200) -> int:
-        """One pass over pending rows; returns how many were delivered."""
-        claimed = await self._claim(limit)
-        delivered = 0
-        blocked: set[tuple[str, int | None]] = set()
-        for delivery in claimed:
-            key = (delivery.channel, delivery.conversation_id)
-            if key in blocked and delivery.conversation_id is not None:
-                await self._release(delivery)  # keep order: wait behind the one that failed
-                continue
-            ok = await self._deliver(delivery)
-            for observe in self.observers:
-                observe(delivery, "sent" if ok else "failed")
-            if ok:
-                delivered += 1
-            else:
-                blocked.add(key)
-        return delivered
+        """One pass over pending rows; returns how many were delivered.
+
+        Conversations are delivered side by side (a slow chat must not hold up the others); within one
+        conversation and channel, in order, and nothing after a failure.
+        """
+        queues: dict[str, list[Delivery]] = {}
+        for delivery in await self._claim(limit):
+            # rows outside a conversation keep no order with each other: a queue of their own
+            scope = delivery.conversation_id if delivery.conversation_id is not None else f"row{delivery.id}"
+            queues.setdefault(f"{delivery.channel}:{scope}", []).append(delivery)
+        gate = asyncio.Semaphore(PARALLEL_CONVERSATIONS)
+
+        async def in_order(rows: list[Delivery]) -> int:
+            async with gate:
+                for i, delivery in enumerate(rows):
+                    ok = await self._deliver(delivery)
+                    for observe in self.observers:
+                        observe(delivery, "sent" if ok else "failed")
+                    if not ok:
+                        for later in rows[i + 1 :]:
+                            await self._release(later)  # keep order: wait behind the one that failed
+                        return i
+                return len(rows)
+
+        return sum(await asyncio.gather(*(in_order(rows) for rows in queues.values())))
 
     async def _claim(self, limit: int) -> list[Delivery]:
         now = utcnow()

@@ -282,7 +282,8 @@ async def test_a_taught_answer_is_sent_on_its_own_to_the_next_similar_question(
         handoff_id = (await session.execute(select(Handoff.id).where(Handoff.conversation_id == cid))).scalar_one()
         events = (await session.execute(select(Event).where(Event.type == "taught"))).scalars().all()
     assert later.answer.sources == (f"case-{handoff_id}",)
-    assert customers.texts()[-1] == "Yes: gift wrapping costs 150 RUB, choose it at checkout."
+    to_later = [d.payload["text"] for d in customers.sent if d.payload["chat_id"] == "200"]
+    assert to_later == ["Yes: gift wrapping costs 150 RUB, choose it at checkout."]
     assert [(e.conversation_id, e.operator, e.data["case"]) for e in events] == [(cid, "olga", str(handoff_id))]
 
 
