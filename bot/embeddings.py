@@ -85,9 +85,6 @@ class LocalEmbedder:
         encode = self._model.query if is_query else self._model.passage
         return _normalise(np.asarray(encode(list(texts)), dtype=np.float32).reshape(len(texts), self.dimensions))
 
-    def embed_queries_sync(self, texts: Sequence[str]) -> np.ndarray:
-        return self._embed(texts, is_query=True)
-
     async def queries(self, texts: Sequence[str]) -> np.ndarray:
         # The C engine releases the GIL (ctypes), so a worker thread keeps the event loop free.
         return await asyncio.to_thread(self._embed, texts, True)

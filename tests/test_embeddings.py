@@ -207,7 +207,7 @@ async def test_local_model_vectors(local_embedder: LocalEmbedder) -> None:
     assert np.allclose(norms(queries), 1.0, atol=1e-4) and np.allclose(norms(passages), 1.0, atol=1e-4)
     assert (await local_embedder.queries([])).shape == (0, 384)
     assert (await local_embedder.documents([])).shape == (0, 384)
-    assert np.allclose(local_embedder.embed_queries_sync(["Where is my order?"])[0], queries[1], atol=1e-5)
+    assert np.allclose((await local_embedder.queries(["Where is my order?"]))[0], queries[1], atol=1e-5)
 
 
 @pytest.mark.parametrize(
