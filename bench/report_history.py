@@ -1,9 +1,10 @@
 """How long `relaydesk report` takes over a realistic 30-day history, on SQLite and on PostgreSQL.
 
 Generates the history straight into a fresh database (bulk inserts, schema by the product's own
-migrations): 10,000 conversations over 30 days with a daily and weekly rhythm, ~62% answered by the
-bot alone, the rest handed to one of several operators (claims, replies, drafts, resolutions, CSAT,
-reopens, a few left waiting), plus the customers' and answers' messages. Then times
+migrations): 10,000 conversations over 30 days with a daily and weekly rhythm. 70% of customers are
+in the pilot cohort (stable per customer, bot/pilot.py), where ~62% are answered by the bot alone; the
+rest, and every copilot conversation, go to one of several operators (claims, replies, drafts,
+resolutions, CSAT, reopens, a few left waiting), plus the customers' and answers' messages. Then times
 `bot.analytics.report.build_report` (the function behind `relaydesk report`) for `--since 30d`,
 and the JSON and HTML rendering, three runs each; prints the best and the median.
 
@@ -35,7 +36,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bench.common import header
 from bot.analytics.render import render
 from bot.analytics.report import build_report
-from bot.config import AnalyticsSettings
+from bot.config import AnalyticsSettings, AutomationSettings
+from bot.pilot import PilotCohort
 from bot.storage.db import create_engine, migrate, sessions
 from bot.storage.models import Conversation, Customer, Event, Feedback, Handoff, Message
 
@@ -51,6 +53,7 @@ TOPICS = [
 ]
 OPERATORS = ["alice", "bob", "carol", "dmitry", "elena", "farid"]
 REASONS = ["low_confidence", "asked_for_human", "negative_sentiment", "no_answer", "repeated_question", "not_text"]
+PILOT = PilotCohort(AutomationSettings(pilot_percent=70))  # the rest are copilot: every question to an operator
 HOURLY = [1, 1, 1, 1, 1, 2, 3, 5, 8, 10, 11, 11, 10, 10, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2]  # customers by hour
 
 
@@ -105,6 +108,7 @@ class History:
         at = self._when()
         mood = rng.choices(["neutral", "positive", "negative"], [0.7, 0.1, 0.2])[0]
         language = rng.choice(["ru", "en"])
+        cohort = str(PILOT.of("telegram", str(100000 + cid)))
         self.rows[Customer].append(
             {
                 "id": cid,
@@ -130,9 +134,19 @@ class History:
         self._message(cid, at, "customer", f"question about {topic}")
         self._event(cid, at, "message_in", kind="text")
         t = at + timedelta(seconds=rng.uniform(0.3, 4))
-        if rng.random() < alone and mood != "negative":
+        if rng.random() < alone and mood != "negative" and cohort == "pilot":
             self._message(cid, t, "bot", f"answer about {topic}")
-            self._event(cid, t, "bot_answer", topic=topic, confidence=0.8, language=language, sentiment=mood, ms=40)
+            self._event(
+                cid,
+                t,
+                "bot_answer",
+                topic=topic,
+                confidence=0.8,
+                language=language,
+                sentiment=mood,
+                ms=40,
+                cohort=cohort,
+            )
             if rng.random() < 0.35:
                 t += timedelta(seconds=rng.uniform(20, 600))
                 self.rows[Feedback].append({"conversation_id": cid, "kind": "helpful", "value": 0, "created_at": t})
@@ -143,13 +157,25 @@ class History:
                 self.rows[Feedback].append({"conversation_id": cid, "kind": "not_helpful", "value": 0, "created_at": t})
                 self._event(cid, t, "feedback", kind="not_helpful", value=0)
             return
-        if rng.random() < 0.3:  # the bot tried first, then the customer asked again
+        if rng.random() < 0.3 and cohort == "pilot":  # the bot tried first, then the customer asked again
             self._message(cid, t, "bot", f"answer about {topic}")
-            self._event(cid, t, "bot_answer", topic=topic, confidence=0.6, language=language, sentiment=mood, ms=45)
+            self._event(
+                cid,
+                t,
+                "bot_answer",
+                topic=topic,
+                confidence=0.6,
+                language=language,
+                sentiment=mood,
+                ms=45,
+                cohort=cohort,
+            )
             t += timedelta(seconds=rng.uniform(15, 300))
             self._message(cid, t, "customer", "that did not help")
             self._event(cid, t, "message_in", kind="text")
         reasons = ["negative_sentiment"] if mood == "negative" else rng.sample(REASONS, rng.choice([1, 1, 2]))
+        if cohort == "copilot":
+            reasons = [*reasons, "copilot_cohort"]
         self.handoff_id += 1
         self.rows[Handoff].append(
             {
@@ -167,7 +193,7 @@ class History:
                 "created_at": t,
             }
         )
-        self._event(cid, t, "handoff", reasons=reasons, topic=topic, sentiment=mood, priority="normal")
+        self._event(cid, t, "handoff", reasons=reasons, topic=topic, sentiment=mood, priority="normal", cohort=cohort)
         conversation["state"] = "waiting_operator"
         if rng.random() < 0.04:  # still waiting at the end of the window
             return
@@ -293,6 +319,11 @@ async def main() -> None:
         f"FRT p50 {report['frt_p50_s']}s / p90 {report['frt_p90_s']}s, human FRT p50 {report['frt_human_p50_s']}s, "
         f"CSAT {report['csat_avg']} ({report['csat_count']}), reopen {report['reopen_rate']}"
     )
+    for name, group in report["per_cohort"].items():
+        print(
+            f"  {name}: {group['conversations']:,} conversations, automation {group['automation_rate']}, "
+            f"FRT p50 {group['frt_p50_s']}s / p90 {group['frt_p90_s']}s, CSAT {group['csat_avg']}"
+        )
     if postgres is not None:
         same = {k: v for k, v in postgres["report"].items() if k != "window"} == {
             k: v for k, v in report.items() if k != "window"

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -13,7 +14,9 @@ from bot.analyzer import Analyzer
 from bot.config import Settings
 from bot.desk import Desk
 from bot.embeddings import create_embedder
+from bot.hours import BusinessHours
 from bot.knowledge.index import IngestReport, KnowledgeIndex, open_collection
+from bot.knowledge.watch import KnowledgeWatcher
 from bot.operators import OperatorActions
 from bot.outbox import Outbox
 from bot.policy import HandoffPolicy
@@ -22,6 +25,9 @@ from bot.prompts import PromptStore
 from bot.responders.offline import OfflineResponder
 from bot.storage.db import create_engine, migrate, sessions
 from bot.texts import Texts
+
+if TYPE_CHECKING:
+    from bot.llm.judge import ReplyJudge
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +44,16 @@ class App:
     operators: OperatorActions
     ingest_report: IngestReport | None = None
     prompts: PromptStore | None = None  # hot reload; `prompts.on_error(hook)` reports refused edits
+
+    knowledge: KnowledgeWatcher | None = None  # hot reload; `knowledge.on_error(hook)` reports skipped files
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
-    def watch_prompts(self) -> None:
-        """Pick up prompt edits without a restart (`relaydesk run` calls this; tests need not)."""
+    def watch(self) -> None:
+        """Pick up prompt and knowledge edits without a restart (`relaydesk run` calls this; tests need not)."""
         if self.prompts is not None:
             self._tasks.append(asyncio.create_task(self.prompts.watch()))
+        if self.knowledge is not None:
+            self._tasks.append(asyncio.create_task(self.knowledge.watch()))
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -92,6 +102,21 @@ def build_brain(
         return analyzer, offline
 
 
+def build_judge(settings: Settings, prompts: PromptStore) -> ReplyJudge | None:
+    """The LLM judge of operator replies (`llm.judge`), or None: the offline scorer alone, as without an LLM."""
+    if settings.llm.provider != "openai" or not settings.llm.judge:
+        return None
+    try:
+        prompts.load_judge()  # a broken judge.yaml at start-up: logged, and replies are scored offline
+        from bot.llm.judge import ReplyJudge
+        from bot.llm.model import create_chat_model
+
+        return ReplyJudge(create_chat_model(settings.llm), prompts, settings.llm)
+    except Exception:
+        log.exception("app: the reply judge could not be built; scoring operator replies offline")
+        return None
+
+
 async def build_app(settings: Settings, *, ingest: bool = True) -> App:
     prompts = PromptStore.open(settings.prompts.path, agent=False)
     texts = prompts.texts
@@ -99,8 +124,10 @@ async def build_app(settings: Settings, *, ingest: bool = True) -> App:
     await migrate(engine)
     session_factory = sessions(engine)
     index = build_index(settings)
-    report = None
+    report = watcher = None
     if ingest and settings.knowledge.path.is_dir():
+        if settings.knowledge.reload_s:  # its snapshot comes first: an edit made during the ingest is seen
+            watcher = KnowledgeWatcher(index, settings.knowledge.path, settings.knowledge.reload_s)
         report = await index.ingest(settings.knowledge.path)  # incremental: unchanged files cost a hash
     else:
         await index.prepare_classifier()
@@ -108,6 +135,8 @@ async def build_app(settings: Settings, *, ingest: bool = True) -> App:
     outbox = Outbox(session_factory, settings.outbox)
     channel = queue_channel(settings)
     analyzer, responder = build_brain(settings, index, analyzer, prompts)
-    desk = Desk(session_factory, analyzer, responder, HandoffPolicy(settings.automation), texts, outbox, channel)
-    operators = OperatorActions(session_factory, texts, outbox, channel, index)
-    return App(settings, engine, session_factory, index, texts, outbox, desk, operators, report, prompts)
+    policy = HandoffPolicy(settings.automation)
+    hours = BusinessHours(settings.business_hours)
+    desk = Desk(session_factory, analyzer, responder, policy, texts, outbox, channel, hours)
+    operators = OperatorActions(session_factory, texts, outbox, channel, index, build_judge(settings, prompts))
+    return App(settings, engine, session_factory, index, texts, outbox, desk, operators, report, prompts, watcher)

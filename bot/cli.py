@@ -59,6 +59,18 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument("path", nargs="?", type=Path)
     ingest.add_argument("--json", action="store_true")
     ingest.set_defaults(handler=_ingest)
+    suggest = kb.add_parser(
+        "suggest", help="group frequent questions the KB could not answer into draft articles for review"
+    )
+    suggest.add_argument("--since", default="30d", help="7d, 24h, 30d, ... or a date such as 2026-11-01 (default 30d)")
+    suggest.add_argument("--min-questions", type=int, default=3, help="smallest group to suggest (default 3)")
+    suggest.add_argument(
+        "--similarity", type=float, help="average cosine similarity for questions to group (default 0.84, for e5)"
+    )
+    suggest.add_argument("--answers", type=int, default=3, help="operator answers to show per suggestion (default 3)")
+    suggest.add_argument("--json", action="store_true")
+    suggest.add_argument("--write", type=Path, metavar="DIR", help="write draft articles (<lang>/<id>.md) there")
+    suggest.set_defaults(handler=_suggest)
 
     prompts = commands.add_parser("prompts", help="prompt files").add_subparsers(dest="prompts_command", required=True)
     check = prompts.add_parser("check", help="validate prompts/*.yaml (for CI); exit 1 on any problem")
@@ -165,6 +177,52 @@ async def _ingest(settings: Settings, args: argparse.Namespace) -> int:
         for file, reason in report.errors:
             print(f"  skipped {file}: {reason}")
     return 1 if report.errors else 0
+
+
+async def _suggest(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.analytics.report import WindowError, parse_since
+    from bot.embeddings import create_embedder
+    from bot.storage.db import create_engine, migrate, sessions
+    from bot.suggest import (
+        DEFAULT_SIMILARITY,
+        SuggestError,
+        as_json,
+        load_unanswered,
+        render_text,
+        suggest,
+        write_drafts,
+    )
+
+    similarity = DEFAULT_SIMILARITY if args.similarity is None else args.similarity
+    try:
+        since = parse_since(args.since)
+        if args.answers < 1:
+            raise SuggestError(f"--answers: got {args.answers}; expected 1 or more")
+        engine = create_engine(settings.database.url)
+        try:
+            await migrate(engine)
+            asked = await load_unanswered(sessions(engine), since)
+        finally:
+            await engine.dispose()
+        found = await suggest(
+            asked,
+            create_embedder(settings.embeddings),
+            similarity=similarity,
+            min_questions=args.min_questions,
+            max_answers=args.answers,
+        )
+        written = write_drafts(found, args.write, settings.knowledge.path) if args.write else []
+    except (WindowError, SuggestError) as exc:
+        raise _UsageError(str(exc)) from None
+    if args.json:
+        print(json.dumps(as_json(found, len(asked), since, similarity), ensure_ascii=False))
+    else:
+        print(render_text(found, len(asked), since))
+    for path in written:
+        print(f"draft written: {path}", file=sys.stderr)
+    if args.write and not written:
+        print("no drafts written: no suggestion has an operator answer yet", file=sys.stderr)
+    return 0
 
 
 async def _prompts_check(settings: Settings, args: argparse.Namespace) -> int:

@@ -9,11 +9,14 @@ from __future__ import annotations
 import os
 import re
 import types
+import zoneinfo
+from datetime import date
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 ENV_PREFIX = "RELAYDESK__"
 DEFAULT_CONFIG = "config.yaml"
@@ -78,6 +81,7 @@ class LLMSettings(Section):
     budget_s: float = Field(default=25.0, gt=0)  # per customer message, analysis + agent; then offline brain
     temperature: float = Field(default=0.0, ge=0, le=2)
     analysis: bool = True  # topic, sentiment, priority from a structured LLM call (else the offline analyzer)
+    judge: bool = True  # score operator replies with the LLM (else, and on any failure, the offline scorer)
     history_messages: int = Field(default=8, ge=0)  # recent turns the agent sees; older ones are summarised
     max_tool_calls: int = Field(default=6, ge=1)  # per message, so a confused model can't loop
     company: str = "Northwind Market"  # {company} in prompts/agent.yaml
@@ -99,6 +103,7 @@ class KnowledgeSettings(Section):
     chroma_url: str = ""
     chunk_chars: int = Field(default=1200, ge=200)
     top_k: int = Field(default=30, ge=1, le=200)
+    reload_s: float = Field(default=10.0, ge=0)  # `relaydesk run` re-ingests edits this often; 0 = on start only
 
 
 class DatabaseSettings(Section):
@@ -123,6 +128,85 @@ class AutomationSettings(Section):
     negative_sentiment: float = Field(default=-0.6, ge=-1, le=0)
     human_only_topics: list[str] = Field(default_factory=list)
     repeat_limit: int = Field(default=1, ge=0)
+    # The pilot cohort (bot/pilot.py): the share of customers, stable per customer, whom the bot may
+    # answer directly in mode auto; everyone else gets copilot (an operator sends the bot's draft).
+    pilot_percent: float = Field(default=100.0, ge=0, le=100)
+    pilot_allowlist: list[str] = Field(default_factory=list)  # chat ids or channel:chat_id, always in the pilot
+
+    @field_validator("pilot_allowlist")
+    @classmethod
+    def _no_blank_entries(cls, value: list[str]) -> list[str]:
+        cleaned = [entry.strip() for entry in value]
+        if any(not entry or entry.endswith(":") for entry in cleaned):
+            raise PydanticCustomError("allowlist", "a list of chat ids or channel:chat_id, none of them empty")
+        return cleaned
+
+
+Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+DAYS: tuple[Day, ...] = get_args(Day)  # Monday first, as date.weekday() counts
+_CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$|^24:00$")
+
+
+class BusinessHoursSettings(Section):
+    """When operators work (bot/hours.py). No `open`/`close` means always open."""
+
+    timezone: str = "UTC"
+    days: list[Day] = Field(default_factory=lambda: list(DAYS))
+    open: str = ""  # "09:00"
+    close: str = Field(default="", validate_default=True)  # "18:00"; "24:00" is the end of the day
+    holidays: list[date] = Field(default_factory=list)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.open or self.close)
+
+    @field_validator("open", "close", mode="before")
+    @classmethod
+    def _clock(cls, value: Any) -> Any:
+        expected = "a time as HH:MM, e.g. '09:00' (24:00 = end of the day)"
+        # YAML 1.1 reads an unquoted 18:00 as the base-60 number 1080: turn it back into the time it was.
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            clock = f"{value // 60:02d}:{value % 60:02d}"
+            if not _CLOCK.match(clock):
+                raise PydanticCustomError("clock", expected + f"; YAML read {clock} as the number {value}")
+            return clock
+        if isinstance(value, str) and value.strip() and not _CLOCK.match(value.strip()):
+            raise PydanticCustomError("clock", expected)
+        return value.strip() if isinstance(value, str) else value
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, value: str) -> str:
+        try:
+            zoneinfo.ZoneInfo(value)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise PydanticCustomError("timezone", "an IANA time zone name such as Europe/Moscow or UTC") from None
+        return value
+
+    @field_validator("days")
+    @classmethod
+    def _some_days(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise PydanticCustomError("days", "at least one of mon, tue, wed, thu, fri, sat, sun")
+        return value
+
+    @field_validator("close")
+    @classmethod
+    def _after_open(cls, value: str, info: ValidationInfo) -> str:
+        opening = info.data.get("open")
+        if opening is None:  # `open` itself was invalid; it is reported on its own
+            return value
+        if bool(opening) != bool(value):
+            raise PydanticCustomError("close", "both open and close, or neither (always open)")
+        if value and _minutes(value) <= _minutes(opening):
+            expected = "a time after open ({open}); hours past midnight are not supported"
+            raise PydanticCustomError("close", expected, {"open": opening})
+        return value
+
+
+def _minutes(clock: str) -> int:
+    hours, minutes = clock.split(":")
+    return int(hours) * 60 + int(minutes)
 
 
 class PromptSettings(Section):
@@ -155,6 +239,7 @@ class Settings(Section):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     crm: CRMSettings = Field(default_factory=CRMSettings)
     automation: AutomationSettings = Field(default_factory=AutomationSettings)
+    business_hours: BusinessHoursSettings = Field(default_factory=BusinessHoursSettings)
     prompts: PromptSettings = Field(default_factory=PromptSettings)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
     analytics: AnalyticsSettings = Field(default_factory=AnalyticsSettings)
@@ -186,7 +271,7 @@ def load_settings(path: str | Path | None = None, environ: dict[str, str] | None
         try:
             text = file.read_text(encoding="utf-8")
             loaded = _substitute(yaml.safe_load(text), env, file)
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        except (yaml.YAMLError, ValueError) as exc:  # ValueError: also a bad date such as 2026-13-01
             raise ConfigError(f"{file}: not valid YAML: {exc}") from None
         except OSError as exc:
             raise ConfigError(f"{file}: cannot read the config file: {exc.strerror or exc}") from None

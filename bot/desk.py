@@ -13,6 +13,7 @@ import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -20,9 +21,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col, select
 
 from bot.analyzer import Analyzer
-from bot.domain import Analysis, Answer, Author, Decision, Inbound, Reason, State
+from bot.domain import Analysis, Answer, Author, Decision, Inbound, Reason, State, spent
+from bot.hours import BusinessHours
 from bot.journal import record_event, send_to_customer
 from bot.outbox import Outbox, enqueue
+from bot.pilot import Cohort
 from bot.policy import HandoffPolicy
 from bot.ports import Responder
 from bot.storage.models import Conversation, Customer, Handoff, Message, utcnow
@@ -61,6 +64,7 @@ class Desk:
         texts: Texts,
         outbox: Outbox,
         queue_channel: str,
+        hours: BusinessHours | None = None,
     ) -> None:
         self._sessions = sessions
         self._analyzer = analyzer
@@ -69,6 +73,8 @@ class Desk:
         self._texts = texts
         self._outbox = outbox
         self.queue_channel = queue_channel
+        self._hours = hours  # None: always open
+        self.clock: Callable[[], datetime] = utcnow  # what "now" is for business hours (tests set it)
         self._locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = weakref.WeakValueDictionary()
         self.observers: list[Callable[[Decision, float], None]] = []  # e.g. live metrics: (decision, seconds)
 
@@ -219,22 +225,23 @@ class Desk:
             if not text and inbound.kind == "text":
                 return Decision("ignored", conversation.id)
             repeats = context.repeats_by_topic.get(analysis.topic or "", 0) if analysis else 0
-            reasons = self._reasons(inbound, analysis, answer, repeats)
+            cohort = self._policy.cohort(inbound.channel, inbound.chat_id)
+            reasons = self._reasons(inbound, analysis, answer, repeats, cohort)
             if reasons:
                 handoff = await self._hand_off(
-                    session, customer, conversation, text, analysis, answer, reasons, inbound.kind
+                    session, customer, conversation, text, analysis, answer, reasons, inbound.kind, cohort
                 )
                 return Decision("handoff", conversation.id, analysis, answer, reasons, handoff.id)
             assert analysis is not None and answer is not None
-            self._answer(session, customer, conversation, analysis, answer, started)
+            self._answer(session, customer, conversation, analysis, answer, started, cohort)
             return Decision("answer", conversation.id, analysis, answer)
 
     def _reasons(
-        self, inbound: Inbound, analysis: Analysis | None, answer: Answer | None, repeats: int
+        self, inbound: Inbound, analysis: Analysis | None, answer: Answer | None, repeats: int, cohort: Cohort
     ) -> tuple[Reason, ...]:
         if inbound.kind != "text" or analysis is None or answer is None:
             return (Reason.NOT_TEXT,)
-        return self._policy.reasons(analysis, answer, repeats)
+        return self._policy.reasons(analysis, answer, repeats, cohort)
 
     @staticmethod
     async def _customer(session: AsyncSession, inbound: Inbound, analysis: Analysis | None) -> Customer:
@@ -264,6 +271,7 @@ class Desk:
         analysis: Analysis,
         answer: Answer,
         started: float,
+        cohort: Cohort,
     ) -> None:
         assert conversation.id is not None
         # A reply without sources (e.g. "what's your order number?") asks rather than answers: not a repeat.
@@ -288,6 +296,8 @@ class Desk:
             language=analysis.language,
             sentiment=analysis.sentiment,
             ms=round((time.perf_counter() - started) * 1000, 2),
+            cohort=str(cohort),  # the report compares the pilot with copilot by each conversation's first decision
+            **spent(analysis, answer),  # LLM tokens of this message, for the report's ROI
         )
 
     async def _hand_off(
@@ -300,6 +310,7 @@ class Desk:
         answer: Answer | None,
         reasons: tuple[Reason, ...],
         kind: str,
+        cohort: Cohort,
     ) -> Handoff:
         assert conversation.id is not None
         language = analysis.language if analysis else (customer.language or self._texts.default_language)
@@ -349,11 +360,17 @@ class Desk:
             },
             conversation.id,
         )
-        notice = (
-            self._texts.render("not_text", language, kind=kind)
-            if kind != "text"
-            else (answer.notice if answer and answer.notice else self._texts.render("handoff", language))
-        )
+        # Outside business hours the customer hears when operators are back, not "shortly"; a responder's
+        # own notice (e.g. "can't check the order now") still wins, since it says what went wrong.
+        offline = self._hours.notice(self._texts, language, self.clock()) if self._hours else None
+        if answer and answer.notice:
+            notice = answer.notice
+        elif offline:
+            notice = offline
+        elif kind != "text":
+            notice = self._texts.render("not_text", language, kind=kind)
+        else:
+            notice = self._texts.render("handoff", language)
         send_to_customer(session, customer, conversation, notice, language=language)
         record_event(
             session,
@@ -363,6 +380,8 @@ class Desk:
             topic=handoff.topic,
             sentiment=handoff.sentiment,
             priority=handoff.priority,
+            cohort=str(cohort),
+            **spent(analysis, answer),  # LLM tokens of this message, for the report's ROI
         )
         return handoff
 

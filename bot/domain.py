@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypedDict
 
 
 class State(StrEnum):
@@ -49,6 +49,7 @@ class Reason(StrEnum):
     NOT_TEXT = "not_text"
     RESPONDER_REQUEST = "responder_request"
     SUGGEST_MODE = "suggest_mode"  # automation.mode: suggest — every answer goes out through an operator
+    COPILOT_COHORT = "copilot_cohort"  # mode auto, but the customer is outside the pilot cohort (bot/pilot.py)
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,35 @@ class Match:
     reusable: bool = True  # False: an operator's past reply nobody approved for automatic use yet
 
 
+class TokenFields(TypedDict, total=False):
+    """LLM usage as event data: what `relaydesk report` sums for the ROI's LLM spend."""
+
+    tokens_in: int
+    tokens_out: int
+
+
+@dataclass(frozen=True)
+class Usage:
+    """LLM tokens spent on one piece of work, summed over its model calls (the offline brain spends none)."""
+
+    tokens_in: int = 0
+    tokens_out: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(self.tokens_in + other.tokens_in, self.tokens_out + other.tokens_out)
+
+    def as_data(self) -> TokenFields:
+        """The event fields; none when nothing was spent (the offline brain's events stay as they were)."""
+        if not (self.tokens_in or self.tokens_out):
+            return {}
+        return {"tokens_in": self.tokens_in, "tokens_out": self.tokens_out}
+
+
+def spent(*parts: Analysis | Answer | None) -> TokenFields:
+    """What the analysis and the answer of one message cost together, as event fields."""
+    return sum((p.usage for p in parts if p is not None), Usage()).as_data()
+
+
 @dataclass(frozen=True)
 class Analysis:
     language: str
@@ -96,6 +126,7 @@ class Analysis:
     priority: Priority
     wants_human: bool
     matches: tuple[Match, ...] = ()
+    usage: Usage = Usage()  # the LLM analysis's tokens
 
 
 @dataclass(frozen=True)
@@ -108,6 +139,7 @@ class Answer:
     reason: str = ""
     summary: str = ""  # a brain's own paragraph for the operator card ('' = the desk writes one)
     notice: str = ""  # on a handoff, what the customer is told instead of the generic handoff text
+    usage: Usage = Usage()  # every model call the brain made for this answer
 
 
 @dataclass(frozen=True)

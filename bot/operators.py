@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -25,6 +25,9 @@ from bot.quality import score_reply
 from bot.storage.models import Conversation, Customer, Delivery, Event, Feedback, Handoff, Message, utcnow
 from bot.texts import Texts
 
+if TYPE_CHECKING:  # only the type: without an LLM, langchain is never imported
+    from bot.llm.judge import ReplyJudge
+
 log = logging.getLogger(__name__)
 
 
@@ -36,6 +39,15 @@ class ActionResult:
     quality: dict[str, Any] | None = None  # a sent reply's score (bot.quality), shown to its operator only
 
 
+@dataclass(frozen=True)
+class _Asked:
+    """What a reply is scored against: the customer's last message, their mood (-1 … 1), the language."""
+
+    question: str
+    sentiment: float
+    language: str
+
+
 class OperatorActions:
     def __init__(
         self,
@@ -44,12 +56,14 @@ class OperatorActions:
         outbox: Outbox,
         queue_channel: str,
         index: KnowledgeIndex | None = None,
+        judge: ReplyJudge | None = None,
     ) -> None:
         self._sessions = sessions
         self._texts = texts
         self._outbox = outbox
         self._queue_channel = queue_channel
         self._index = index
+        self._judge = judge  # the LLM's scoring of replies; None: the offline scorer alone
 
     async def claim(self, conversation_id: int, operator: str) -> ActionResult:
         async with self._sessions() as session, session.begin():
@@ -83,30 +97,31 @@ class OperatorActions:
                     return ActionResult(False, f"{conversation.operator} owns this conversation", conversation_id)
                 if dedup_key and await self._delivered(session, dedup_key):
                     return ActionResult(False, "already sent", conversation_id)
-                quality = await self._quality(session, conversation_id, text, customer.language)
+                # The offline score is stored with the reply; an LLM judge's replaces it after the commit.
+                quality, asked = await self._quality(session, conversation_id, text, customer.language)
                 self._take(session, conversation, operator)
-                session.add(
-                    Message(
-                        conversation_id=conversation_id,
-                        author=Author.OPERATOR,
-                        channel=customer.channel,
-                        text=text,
-                        operator=operator,
-                        meta={"handoff_id": handoff_id, "quality": quality},
-                    )
-                )
-                send_to_customer(session, customer, conversation, text, dedup_key=dedup_key, operator=operator)
-                record_event(
-                    session,
-                    conversation,
-                    "operator_reply",
+                message = Message(
+                    conversation_id=conversation_id,
+                    author=Author.OPERATOR,
+                    channel=customer.channel,
+                    text=text,
                     operator=operator,
-                    handoff_id=handoff_id,
-                    chars=len(text),
-                    quality=quality,
+                    meta={"handoff_id": handoff_id, "quality": quality},
                 )
+                session.add(message)
+                send_to_customer(session, customer, conversation, text, dedup_key=dedup_key, operator=operator)
+                event = Event(
+                    conversation_id=conversation_id,
+                    type="operator_reply",
+                    operator=operator,
+                    data={"handoff_id": handoff_id, "chars": len(text), "quality": quality},
+                )
+                session.add(event)  # not record_event: the judge may update this very row later
         except IntegrityError:  # the same button, pressed twice at once: the dedup key let one through
             return ActionResult(False, "already sent", conversation_id)
+        if self._judge is not None:
+            self._outbox.wake()  # the reply leaves now; the judge's opinion must not hold it up
+            quality = await self._judged(conversation_id, message, event, text, asked, quality)
         return self._done("sent to the customer", conversation_id, quality)
 
     async def send_draft(self, handoff_id: int, operator: str, text: str | None = None) -> ActionResult:
@@ -279,8 +294,11 @@ class OperatorActions:
         )
 
     @staticmethod
-    async def _quality(session: AsyncSession, conversation_id: int, text: str, language: str) -> dict[str, Any]:
-        """Score the reply against the customer's last message (its stored sentiment when the desk had one)."""
+    async def _quality(
+        session: AsyncSession, conversation_id: int, text: str, language: str
+    ) -> tuple[dict[str, Any], _Asked]:
+        """Score the reply offline against the customer's last message (its stored sentiment when the desk had
+        one); also returns what it was scored against, for the LLM judge."""
         asked = (
             (
                 await session.execute(
@@ -298,7 +316,41 @@ class OperatorActions:
         language = language or detect_language(question or text)
         stored = (asked.meta or {}).get("sentiment_score") if asked else None
         sentiment = float(stored) if isinstance(stored, int | float) else score_sentiment(question, language).score
-        return score_reply(text, question, sentiment, language).as_dict()
+        scored_against = _Asked(question, sentiment, language)
+        return score_reply(text, question, sentiment, language).as_dict(), scored_against
+
+    async def _judged(
+        self, conversation_id: int, message: Message, event: Event, text: str, asked: _Asked, offline: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The LLM judge's score of a stored reply, written over the offline one; the offline one on any failure.
+
+        Runs outside the reply's transaction (a slow model must not hold row locks or the delivery). The
+        judge's tokens are logged as an `llm_usage` event, so the report's ROI counts them.
+        """
+        assert self._judge is not None
+        # The reasons come back in the reply's language (usually, not always, the customer's).
+        verdict = await self._judge.judge(text, asked.question, asked.sentiment, detect_language(text, asked.language))
+        quality = verdict.score.as_dict() if verdict.score is not None else offline
+        spent = verdict.usage.as_data()
+        if verdict.score is None and not spent:
+            return offline
+        try:
+            async with self._sessions() as session, session.begin():
+                if verdict.score is not None:
+                    stored = await session.get(Message, message.id)
+                    logged = await session.get(Event, event.id)
+                    if stored is not None:
+                        stored.meta = {**stored.meta, "quality": quality}  # a new dict: JSON columns track assignment
+                    if logged is not None:
+                        logged.data = {**logged.data, "quality": quality}
+                if spent:
+                    session.add(
+                        Event(conversation_id=conversation_id, type="llm_usage", data={"purpose": "judge", **spent})
+                    )
+        except Exception:  # advice only: the reply is sent and keeps its offline score
+            log.exception("operators: could not store the judge's score")
+            return offline
+        return quality
 
     @staticmethod
     async def _delivered(session: AsyncSession, dedup_key: str) -> bool:

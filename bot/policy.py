@@ -4,13 +4,21 @@ from __future__ import annotations
 
 from bot.config import AutomationSettings
 from bot.domain import Analysis, Answer, Reason
+from bot.pilot import Cohort, PilotCohort
 
 
 class HandoffPolicy:
     def __init__(self, settings: AutomationSettings) -> None:
         self._settings = settings
+        self._pilot = PilotCohort(settings)
 
-    def reasons(self, analysis: Analysis, answer: Answer, repeats: int) -> tuple[Reason, ...]:
+    def cohort(self, channel: str, chat_id: str) -> Cohort:
+        """Whether the bot may answer this customer directly (pilot) or only draft for an operator."""
+        return self._pilot.of(channel, chat_id)
+
+    def reasons(
+        self, analysis: Analysis, answer: Answer, repeats: int, cohort: Cohort = Cohort.PILOT
+    ) -> tuple[Reason, ...]:
         """Every reason to hand this message to a person; empty means the bot may answer."""
         s = self._settings
         checks = (
@@ -23,5 +31,6 @@ class HandoffPolicy:
             (analysis.topic in s.human_only_topics, Reason.HUMAN_ONLY_TOPIC),
             (s.repeat_limit > 0 and repeats >= s.repeat_limit, Reason.REPEATED_QUESTION),
             (s.mode == "suggest", Reason.SUGGEST_MODE),
+            (s.mode == "auto" and cohort == Cohort.COPILOT, Reason.COPILOT_COHORT),
         )
         return tuple(reason for failed, reason in checks if failed)

@@ -25,7 +25,7 @@ from bot.texts import PromptError, Texts, load_texts
 
 log = logging.getLogger(__name__)
 
-TEXTS, AGENT, COMPENSATION = "texts.yaml", "agent.yaml", "compensation.yaml"
+TEXTS, AGENT, COMPENSATION, JUDGE = "texts.yaml", "agent.yaml", "compensation.yaml", "judge.yaml"
 LANGUAGES = ("en", "ru")
 # What the code renders from agent.yaml, with the variables it passes: a file that lacks one is refused.
 AGENT_PROMPTS: dict[str, set[str]] = {
@@ -39,6 +39,8 @@ AGENT_PROMPTS: dict[str, set[str]] = {
     "compensation_offer": {"order_id", "days_late", "percent", "code", "valid_days"},
     "compensation_lost": {"order_id", "percent", "code", "valid_days"},
 }
+# What bot.llm.judge renders from judge.yaml (the LLM's scoring of operator replies).
+JUDGE_PROMPTS: dict[str, set[str]] = {"instructions": {"sentiment"}, "review": {"question", "reply"}}
 ErrorHook = Callable[[str], object]
 _T = TypeVar("_T")
 _background: set[asyncio.Future[object]] = set()
@@ -47,13 +49,13 @@ _background: set[asyncio.Future[object]] = set()
 def check_prompts(folder: Path) -> list[str]:
     """Every problem in the prompt folder (file, prompt and reason each); empty means all good."""
     problems = []
-    for name in (TEXTS, AGENT, COMPENSATION):
+    for name in (TEXTS, AGENT, COMPENSATION, JUDGE):
         try:
             _load(folder / name)
         except PromptError as exc:
             problems.append(str(exc))
     for path in sorted(folder.glob("*.yaml")):
-        if path.name not in (TEXTS, AGENT, COMPENSATION):
+        if path.name not in (TEXTS, AGENT, COMPENSATION, JUDGE):
             try:
                 load_texts(path, LANGUAGES)
             except PromptError as exc:
@@ -67,6 +69,8 @@ def _load(path: Path) -> Texts | CompensationPolicy:
     texts = load_texts(path, LANGUAGES)
     if path.name == AGENT:
         _require(path, texts, AGENT_PROMPTS)
+    elif path.name == JUDGE:
+        _require(path, texts, JUDGE_PROMPTS)
     return texts
 
 
@@ -114,6 +118,11 @@ class PromptStore:
             if name not in self._files:
                 self._add(name)
 
+    def load_judge(self) -> None:
+        """Load the reply-quality judge's file (judge.yaml); PromptError when it is broken."""
+        if JUDGE not in self._files:
+            self._add(JUDGE)
+
     def _add(self, name: str) -> None:
         path = self.folder / name
         self._files[name] = _Loaded(_load(path), _mtime(path))
@@ -128,6 +137,10 @@ class PromptStore:
     @property
     def agent(self) -> Texts:
         return self._get(AGENT, Texts)
+
+    @property
+    def judge(self) -> Texts:
+        return self._get(JUDGE, Texts)
 
     @property
     def compensation(self) -> CompensationPolicy:

@@ -78,6 +78,7 @@ class QualityScore:
     clarity: int
     empathy: int
     reasons: dict[str, str] = field(default_factory=dict)  # dimension -> one line
+    scorer: str = "offline"  # offline (these rules) | llm (bot.llm.judge)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -93,7 +94,8 @@ class QualityScore:
 def describe(quality: Mapping[str, Any]) -> str:
     """A stored score (`QualityScore.as_dict()`) as one line per dimension, for the operator who replied."""
     reasons = quality.get("reasons") or {}
-    return "Reply quality (visible only to you):\n" + "\n".join(
+    by = "; scored by the AI" if quality.get("scorer") == "llm" else ""  # an AI verdict reads differently from rules
+    return f"Reply quality (visible only to you{by}):\n" + "\n".join(
         f"• {name}: {int(quality.get(name, 0))}/100 ({QualityScore.band(int(quality.get(name, 0)))}) — "
         f"{reasons.get(name, '')}"
         for name in DIMENSIONS

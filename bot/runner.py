@@ -93,7 +93,7 @@ async def start(settings: Settings, app: App | None = None) -> Running:
             "or try the desk in the terminal with `relaydesk chat`"
         )
     app = app or await build_app(settings)
-    app.watch_prompts()
+    app.watch()
     server = make_server(app)
     channels = [factory(app) for factory in factories]
     for channel in channels:

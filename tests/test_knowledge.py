@@ -378,6 +378,19 @@ async def test_edited_article_answers_its_new_question_and_forgets_the_old(desk:
     assert report.records == desk.index.count()
 
 
+async def test_an_answered_article_shows_its_edit_and_its_deletion_after_reingest(desk: Desk) -> None:
+    await desk.index.ingest(desk.root)
+    before = desk.index.article("payment-methods", ["en"])  # read once: now held in memory
+    assert before is not None and desk.index.article("payment-methods", ["en"]) == before
+    put(desk.root, "en/payment.md", article_text("payment-methods", "Ways to pay", ["Crypto?"], "Bitcoin is welcome."))
+    await desk.index.ingest(desk.root)
+    after = desk.index.article("payment-methods", ["en"])
+    assert after is not None and (after.title, after.body) == ("Ways to pay", "Bitcoin is welcome.")
+    (desk.root / "en/payment.md").unlink()
+    await desk.index.ingest(desk.root)
+    assert desk.index.article("payment-methods", ["en"]) is None
+
+
 async def test_deleted_file_stops_answering(desk: Desk) -> None:
     await desk.index.ingest(desk.root)
     (desk.root / "en/tracking.md").unlink()

@@ -209,7 +209,7 @@ async def test_the_report_has_the_exact_figures_of_the_script(scripted: App) -> 
     assert days["2026-03-03"]["csat_avg"] == 3.5 and days["2026-03-04"]["conversations"] == 0
     roi = report["roi"]
     assert roi["operator_hours_saved"] == 0.2 and roi["operator_cost_saved"] == 5.0  # 2 x 6 min x 25/h
-    assert roi["llm_spend"] == 0 and not roi["tokens_recorded"] and "not recorded" in roi["note"]
+    assert roi["llm_spend"] == 0 and not roi["tokens_recorded"] and "no LLM calls" in roi["note"]
 
 
 async def test_a_window_counts_only_the_conversations_that_started_in_it(scripted: App) -> None:

@@ -135,7 +135,7 @@ async def test_the_running_desk_speaks_the_edited_text_without_a_restart(tmp_pat
     app = await build_app(settings)
     assert app.prompts is not None
     app.prompts.interval_s = 0.01
-    app.watch_prompts()
+    app.watch()
     try:
         customers = Recorder()
         app.outbox.register("test", customers)

@@ -58,6 +58,7 @@ def _grid(headers: Sequence[str], rows: list[list[Any]]) -> list[str]:
 TOPIC_COLUMNS = ("conversations", "automated", "involved", "automation_rate", "frt_p50_s", "csat_avg")
 OPERATOR_COLUMNS = ("conversations", "replies", "frt_p50_s", "frt_p90_s", "csat_avg", "csat_count")
 DAY_COLUMNS = ("conversations", "automated", "automation_rate", "frt_p50_s", "csat_avg")
+COHORT_COLUMNS = ("conversations", "automated", "automation_rate", "frt_p50_s", "frt_p90_s", "csat_avg", "csat_count")
 
 
 def render_table(report: dict[str, Any]) -> str:
@@ -73,6 +74,7 @@ def render_table(report: dict[str, Any]) -> str:
     if roi["note"]:
         out.append(f"  ({roi['note']})")
     for title, key, columns in (
+        ("pilot vs copilot", "per_cohort", COHORT_COLUMNS),
         ("per topic", "per_topic", TOPIC_COLUMNS),
         ("per operator", "per_operator", OPERATOR_COLUMNS),
     ):
@@ -88,7 +90,10 @@ def render_table(report: dict[str, Any]) -> str:
 
 
 def render_csv(report: dict[str, Any]) -> str:
-    """One long table: section, key, metric, value (summary, roi, reasons, sentiment, topics, operators, days)."""
+    """One long table: section, key, metric, value.
+
+    Sections: summary, roi, reasons, sentiment, cohorts, topics, operators, days.
+    """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(("section", "key", "metric", "value"))
@@ -99,7 +104,7 @@ def render_csv(report: dict[str, Any]) -> str:
     for section in ("handoff_reasons", "sentiment"):
         for name, count in report[section].items():
             writer.writerow((section, name, "count", count))
-    for section in ("per_topic", "per_operator"):
+    for section in ("per_cohort", "per_topic", "per_operator"):
         for name, figures in report[section].items():
             for metric, value in figures.items():
                 writer.writerow((section, name, metric, _csv(value)))
@@ -234,6 +239,9 @@ def render_html(report: dict[str, Any]) -> str:
         f"<h1>relaydesk report</h1><p class=muted>{escape(window['since'])} .. {escape(window['until'])}</p>"
         f'<div class="tiles">{tiles}</div>'
         f"<h2>Over time</h2><div class=charts>{charts}</div>"
+        f"<h2>Pilot vs copilot</h2>{_html_table('cohort', COHORT_COLUMNS, report['per_cohort'])}"
+        "<p class=muted>pilot: the bot answers confident questions itself; "
+        "copilot: every question goes to an operator with the bot's draft.</p>"
         f"<h2>Per operator</h2>{_html_table('operator', OPERATOR_COLUMNS, report['per_operator'])}"
         f"<h2>Per topic</h2>{_html_table('topic', TOPIC_COLUMNS, report['per_topic'])}"
         f"<h2>Handoffs and mood</h2><p>Handoff reasons: {reasons}</p><p>Sentiment: {moods}</p>"

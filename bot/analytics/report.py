@@ -13,6 +13,9 @@ Definitions (each conversation counts once, in the window its first message fall
 - reopen rate: conversations reopened after a resolution / conversations resolved.
 - per topic: the topic of the conversation's first question the desk analysed (what the customer
   came for), else the conversation's last topic.
+- per cohort: `pilot` (the bot may answer directly) against `copilot` (every question goes to an
+  operator with the bot's draft), by the cohort recorded with the conversation's first decision
+  (bot answer or handoff); conversations from before cohorts were recorded are in neither.
 - per operator: the conversations they touched, their replies, the human FRT of the conversations
   they answered first, and the CSAT of the conversations they replied in last.
 
@@ -37,6 +40,7 @@ from bot.config import AnalyticsSettings
 from bot.storage.models import Conversation, Event, Feedback, Handoff
 
 TOUCHED = ("claimed", "operator_reply", "draft_sent", "draft_discarded")
+COHORTS = ("pilot", "copilot")  # bot/pilot.py's Cohort values, as recorded in the decision events
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([mhdw])\s*$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -145,15 +149,19 @@ async def build_report(
             .group_by(col(Event.conversation_id))
             .subquery()
         )
-        opening: dict[int, str | None] = dict(
-            (
+        # the first decision's topic (what the customer came for) and pilot cohort (bot/pilot.py)
+        opening: dict[int, tuple[str | None, str | None]] = {
+            conversation_id: (topic, cohort)
+            for conversation_id, topic, cohort in (
                 await session.execute(
-                    select(col(Event.conversation_id), col(Event.data)["topic"].as_string()).join(
-                        first_decision, first_decision.c.event_id == col(Event.id)
-                    )
+                    select(
+                        col(Event.conversation_id),
+                        col(Event.data)["topic"].as_string(),
+                        col(Event.data)["cohort"].as_string(),
+                    ).join(first_decision, first_decision.c.event_id == col(Event.id))
                 )
             ).all()
-        )
+        }
         feedback = (
             await session.execute(
                 select(col(Feedback.conversation_id), col(Feedback.kind), col(Feedback.value))
@@ -217,7 +225,7 @@ def _per_conversation(in_window: Any) -> Any:
 
 def _assemble(
     rows: Any,
-    opening: dict[int, str | None],
+    opening: dict[int, tuple[str | None, str | None]],
     actions: Any,
     feedback: Any,
     handoffs: Any,
@@ -247,6 +255,7 @@ def _assemble(
             buttons[kind] += 1
 
     per_topic: dict[str, _Group] = defaultdict(_Group)
+    per_cohort: dict[str, _Group] = {cohort: _Group() for cohort in COHORTS}
     per_day: dict[date, _Group] = {}
     day = since.astimezone(UTC).date()
     while day <= (until - timedelta(microseconds=1)).astimezone(UTC).date():
@@ -269,9 +278,12 @@ def _assemble(
         involved = bool(row.touched)
         automated = row.first_bot is not None and row.first_handoff is None and not involved
         csat = csat_of.get(conversation_id, [])
-        groups = [per_topic[opening.get(conversation_id) or row.topic or "(none)"]]
+        topic, cohort = opening.get(conversation_id, (None, None))
+        groups = [per_topic[topic or row.topic or "(none)"]]
         created = _utc(row.created_at).date()
         groups.append(per_day.setdefault(created, _Group()))
+        if cohort in per_cohort:  # history from before cohorts were recorded is in neither
+            groups.append(per_cohort[cohort])
         for group in groups:
             group.conversations += 1
             group.automated += automated
@@ -330,6 +342,9 @@ def _assemble(
         "handoff_reasons": dict(reasons.most_common()),
         "sentiment": {str(mood or "unknown"): int(n) for mood, n in sorted(moods, key=lambda m: -m[1])},
         "per_topic": {topic: g.figures() for topic, g in sorted(per_topic.items(), key=lambda t: -t[1].conversations)},
+        "per_cohort": {
+            cohort: {**g.figures(), "frt_p90_s": _secs(percentile(g.frt, 90))} for cohort, g in per_cohort.items()
+        },
         "per_operator": {
             name: {
                 "conversations": g.conversations,
@@ -360,7 +375,6 @@ def _roi(automated: int, tokens_in: int, tokens_out: int, analytics: AnalyticsSe
         "llm_spend": round(spend, 4),
         "net_saving": round(saved - spend, 2),
         "tokens_recorded": recorded,
-        "note": ""
-        if recorded
-        else "LLM token usage is not recorded in the event log yet, so the LLM spend is reported as 0",
+        # Every LLM call records its tokens (answers, handoffs, the reply judge), so none means none were made.
+        "note": "" if recorded else "no LLM calls in this window (offline brain), so the LLM spend is 0",
     }

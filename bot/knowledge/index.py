@@ -14,6 +14,7 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ QUESTION, TITLE, CHUNK, CASE = "question", "title", "chunk", "case"
 QUESTION_PASSAGE = "question_passage"  # a question embedded as a passage: more ways to say the same topic
 TRAINING_KINDS = [QUESTION, QUESTION_PASSAGE, TITLE]
 INDEX_FORMAT = "format=2"  # bump when the records an article makes change
+CACHED_ARTICLES = 2048  # article texts kept in memory: a Chroma get costs milliseconds per answer
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,8 @@ class KnowledgeIndex:
         self._chunk_chars = chunk_chars
         self._classifier_path = classifier_path
         self._classifier: TopicClassifier | None = None
+        # Articles change only through ingest (which clears this); lru_cache is safe across threads.
+        self._cached_article = lru_cache(maxsize=CACHED_ARTICLES)(self._fetch_article)
 
     # -- ingest -----------------------------------------------------------------------------------
 
@@ -102,6 +106,12 @@ class KnowledgeIndex:
         report = IngestReport()
         if not root.is_dir():
             raise FileNotFoundError(f"knowledge folder not found: {root}")
+        try:
+            return await self._ingest(root, report, started)
+        finally:
+            self._cached_article.cache_clear()
+
+    async def _ingest(self, root: Path, report: IngestReport, started: float) -> IngestReport:
         known = await asyncio.to_thread(self._indexed_files)  # path -> (hash, article id, lang)
         seen_paths: set[str] = set()
         indexed_articles = {(article_id, lang) for _, article_id, lang in known.values()}
@@ -288,12 +298,15 @@ class KnowledgeIndex:
 
     def article(self, article_id: str, languages: Sequence[str]) -> ArticleText | None:
         """The article in the first of `languages` it exists in (translations share the id)."""
-        if article_id.startswith("case-"):
+        if article_id.startswith("case-"):  # cases change outside ingest (teach): always read them
             got = self._collection.get(ids=[f"case:{article_id[5:]}"], include=["metadatas", "documents"])
             if not got["ids"]:
                 return None
             meta = got["metadatas"][0]
             return ArticleText(article_id, str(meta["lang"]), str(meta["title"]), (str(got["documents"][0]),))
+        return self._cached_article(article_id, tuple(languages))
+
+    def _fetch_article(self, article_id: str, languages: tuple[str, ...]) -> ArticleText | None:
         got = self._collection.get(
             where={"$and": [{"article_id": article_id}, {"kind": CHUNK}]}, include=["metadatas", "documents"]
         )

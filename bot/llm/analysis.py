@@ -21,6 +21,7 @@ from bot.config import LLMSettings
 from bot.domain import Analysis, Priority, Sentiment
 from bot.knowledge.index import KnowledgeIndex
 from bot.llm import budget
+from bot.llm.usage import TokenMeter
 from bot.prompts import PromptStore
 
 log = logging.getLogger(__name__)
@@ -58,15 +59,16 @@ class LLMAnalyzer(Analyzer):
     async def analyse(self, text: str, language_hint: str = "") -> Analysis:
         budget.start(self._settings.budget_s)
         offline = await super().analyse(text, language_hint)
+        meter = TokenMeter()  # tokens count even when the answer is unusable: they were paid for
         try:
             async with asyncio.timeout(min(self._settings.timeout_s, self._settings.budget_s * ANALYSIS_SHARE)):
-                found = await self._structured.ainvoke(self._messages(text, offline))
+                found = await self._structured.ainvoke(self._messages(text, offline), config={"callbacks": [meter]})
         except Exception as exc:  # timeout, 429, 5xx, malformed: the offline analysis stands
             log.warning("llm analysis failed, using the offline one: %s", type(exc).__name__)
-            return offline
+            return replace(offline, usage=meter.usage)
         if not isinstance(found, MessageAnalysis):
-            return offline
-        return merge(offline, found)
+            return replace(offline, usage=meter.usage)
+        return replace(merge(offline, found), usage=meter.usage)
 
     def _messages(self, text: str, offline: Analysis) -> list[Any]:
         topics = ", ".join(f"{m.article_id} ({m.title})" for m in offline.matches) or "none"

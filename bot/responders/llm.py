@@ -36,6 +36,7 @@ from bot.llm.history import recent_messages
 from bot.llm.orders import OrderLookup, find_order_numbers
 from bot.llm.tools import build_tools
 from bot.llm.turn import Turn
+from bot.llm.usage import TokenMeter
 from bot.ports import Responder
 from bot.prompts import PromptStore
 
@@ -81,6 +82,11 @@ class LLMResponder:
         )
 
     async def respond(self, text: str, analysis: Analysis, history: list[tuple[str, str]]) -> Answer:
+        meter = TokenMeter()  # every model call of this run, including those before a failure
+        answer = await self._run(text, analysis, history, meter)
+        return replace(answer, usage=meter.usage)
+
+    async def _run(self, text: str, analysis: Analysis, history: list[tuple[str, str]], meter: TokenMeter) -> Answer:
         left = budget.remaining(self._settings.budget_s)
         language = analysis.language
         customer_texts = [t for a, t in history if a == "customer"] + [text]
@@ -92,7 +98,7 @@ class LLMResponder:
                 result = await self._agent.ainvoke(
                     {"messages": self._messages(text, history, turn)},
                     context=turn,
-                    config={"recursion_limit": 2 * self._settings.max_tool_calls + 6},
+                    config={"recursion_limit": 2 * self._settings.max_tool_calls + 6, "callbacks": [meter]},
                 )
         except Exception as exc:  # timeout, 429, 5xx, malformed output, a loop: the offline brain answers
             log.warning("llm agent failed, answering offline: %s", type(exc).__name__)

@@ -30,6 +30,7 @@ REASONS = {
     "not_text": "sent a file, photo or voice",
     "responder_request": "the AI asked for a person",
     "suggest_mode": "suggest mode: every answer goes through an operator",
+    "copilot_cohort": "customer outside the pilot: every answer goes through an operator",
 }
 SENTIMENT = {"negative": "😠 negative", "neutral": "😐 neutral", "positive": "🙂 positive"}
 PRIORITY = {"low": "low", "normal": "normal", "high": "❗ high", "urgent": "🔥 urgent"}

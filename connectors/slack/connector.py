@@ -25,6 +25,7 @@ from bot.outbox import enqueue
 from connectors.slack.access import OperatorDirectory
 from connectors.slack.handlers import SlackHandlers
 from connectors.slack.sender import SlackQueue
+from connectors.slack.stats import StatsCommand
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ class SlackConnector:
             OperatorDirectory(self.client, self._settings.operator_group),
             self._settings,
             app.desk.queue_channel,
+            StatsCommand(app.sessions, app.settings),
         )
         secret = self._settings.signing_secret
         self._verifier = SignatureVerifier(secret) if secret else None
@@ -92,6 +94,8 @@ class SlackConnector:
         self._app.outbox.register(self._app.desk.queue_channel, self.queue)
         if self._app.prompts is not None:
             self._app.prompts.on_error(self._prompt_refused)
+        if self._app.knowledge is not None:
+            self._app.knowledge.on_error(self.notice)
         if self._settings.app_token:
             self._socket = AsyncSocketModeHandler(self.bolt, self._settings.app_token)
             await self._socket.connect_async()
@@ -102,13 +106,12 @@ class SlackConnector:
 
     async def _prompt_refused(self, message: str) -> None:
         """Operators see a broken prompt edit at once; the bot keeps using the last good version."""
+        await self.notice(f"A prompt edit was refused; the last good version stays in use. {message}")
+
+    async def notice(self, text: str) -> None:
+        """A line for the operator queue (through the outbox): broken prompt or knowledge edits."""
         async with self._app.sessions() as session, session.begin():
-            enqueue(
-                session,
-                self._app.desk.queue_channel,
-                "notice",
-                {"text": f"A prompt edit was refused; the last good version stays in use. {message}"},
-            )
+            enqueue(session, self._app.desk.queue_channel, "notice", {"text": text})
         self._app.outbox.wake()
 
     async def stop(self) -> None:

@@ -13,7 +13,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
-from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -30,6 +30,8 @@ from bot.texts import Texts
 from connectors.slack import cards
 from connectors.slack.access import OperatorDirectory
 from connectors.slack.sender import latest_handoff_at, split_ref, thread_ref
+from connectors.slack.stats import HELP, USAGE, StatsCommand
+from connectors.slack.stats import REFUSED as STATS_REFUSED
 from connectors.slack.text import to_plain
 
 log = logging.getLogger(__name__)
@@ -50,8 +52,10 @@ class SlackHandlers:
         directory: OperatorDirectory,
         settings: SlackSettings,
         queue_channel: str,
+        stats: StatsCommand | None = None,
     ) -> None:
         self._actions = actions
+        self.stats = stats
         self._sessions = sessions
         self._texts = texts
         self._outbox = outbox
@@ -125,8 +129,21 @@ class SlackHandlers:
         await ack()
         self._spawn(self._edited_draft(body, view, text))
 
-    async def on_command(self, ack: AsyncAck) -> None:
-        """`/relaydesk`: how many conversations wait for a person and how many are being handled."""
+    async def on_command(self, ack: AsyncAck, command: dict[str, Any], respond: AsyncRespond) -> None:
+        """`/relaydesk [stats|help]`: the queue now (only you see it), today's summary (posted), the list."""
+        words = str(command.get("text") or "").split()
+        sub = words[0].lower() if words else ""
+        if not sub:
+            await ack(await self._queue_counts())
+        elif sub == "help":
+            await ack(HELP)
+        elif sub == "stats" and self.stats is not None:
+            await ack()  # the report reads the day's event log: answer Slack now, post when it is ready
+            self._spawn(self._post_stats(str(command.get("user_id", "")), respond))
+        else:
+            await ack(f"Unknown subcommand `{sub[:40]}`. {USAGE}")
+
+    async def _queue_counts(self) -> str:
         async with self._sessions() as session:
             rows = (
                 await session.execute(
@@ -136,10 +153,31 @@ class SlackHandlers:
                 )
             ).all()
         counts = {str(state): int(n) for state, n in rows}
-        await ack(
+        return (
             f"{counts.get(State.WAITING_OPERATOR, 0)} waiting for a person, "
             f"{counts.get(State.OPERATOR, 0)} being handled."
         )
+
+    async def _post_stats(self, user: str, respond: AsyncRespond) -> None:
+        """Operators only (members of a queue channel or the operator group); posted via the response URL.
+
+        The response URL answers in the channel the command was typed in, whether or not the bot is a
+        member (a DM, a private channel), where chat.postMessage would fail with not_in_channel.
+        """
+        assert self.stats is not None
+        queues = dict.fromkeys([self._settings.queue_channel, *self._settings.routes.values()])
+        allowed = False
+        for channel in queues:
+            if channel and await self._directory.allowed(user, channel):
+                allowed = True
+                break
+        if not allowed:
+            await respond(STATS_REFUSED, response_type="ephemeral")
+            return
+        text, blocks = await self.stats.today()
+        answer = await respond(text, blocks=blocks, response_type="in_channel")
+        if answer.status_code != 200:
+            log.warning("slack: posting /relaydesk stats failed: %s %s", answer.status_code, answer.body[:100])
 
     # -- thread messages --------------------------------------------------------------------------
 

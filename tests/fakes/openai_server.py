@@ -19,6 +19,10 @@ a message (`say("text")`, `call_tools(("name", {args}), ...)`), a `Raw` body (ma
 callable `(request body) -> reply` that can look at the conversation so far. With the queue empty,
 `chat_default` (a callable, e.g. a small rule-based brain for benchmarks) answers, or the request gets a
 500 naming the unscripted call. `chat_bodies()` lists what clients sent.
+
+Every chat answer carries an OpenAI `usage` object (prompt/completion tokens with their details), about
+one token per four characters of the request and of the reply, as a tokenizer would count; a reply may
+set its own with `with_usage(reply, prompt, completion)`. `tokens()` sums what the server billed.
 """
 
 from __future__ import annotations
@@ -70,6 +74,17 @@ def call_tools(*calls: tuple[str, dict[str, Any]], content: str = "") -> dict[st
     }
 
 
+def with_usage(reply: dict[str, Any], prompt_tokens: int, completion_tokens: int) -> dict[str, Any]:
+    """A scripted reply that reports exactly these token counts in its `usage`."""
+    return {**reply, "_usage": (prompt_tokens, completion_tokens)}
+
+
+def _tokens(value: Any) -> int:
+    """Roughly what a BPE tokenizer counts: a token per four characters, at least one."""
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return max(1, len(text) // 4)
+
+
 class ApiError(Exception):
     """Raised by a handler to answer with an OpenAI-style error."""
 
@@ -87,6 +102,7 @@ class Call:
     body: dict[str, Any]
     headers: dict[str, str]
     status: int = 0  # what the server answered
+    usage: dict[str, Any] | None = None  # the `usage` the server billed for this request, if any
 
 
 @dataclass
@@ -177,6 +193,11 @@ class FakeOpenAI:
     def called(self, path: str) -> list[Call]:
         return [c for c in self.calls if c.path == path]
 
+    def tokens(self) -> tuple[int, int]:
+        """(prompt, completion) tokens billed over all chat completions so far."""
+        billed = [c.usage for c in self.called("/v1/chat/completions") if c.usage]
+        return sum(u["prompt_tokens"] for u in billed), sum(u["completion_tokens"] for u in billed)
+
     def vector(self, text: str) -> np.ndarray:
         """The raw (not normalised) vector this server returns for `text`."""
         seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
@@ -215,7 +236,9 @@ class FakeOpenAI:
         if handler is None:
             return _error(404, f"Unknown request URL: {call.method} {call.path}.", "invalid_request_error")
         try:
-            return web.json_response(await handler(call.body))
+            result = await handler(call.body)
+            call.usage = result.get("usage")
+            return web.json_response(result)
         except ApiError as exc:
             return _error(exc.status, exc.message, exc.kind)
         except _RawReply as raw:
@@ -274,8 +297,12 @@ class FakeOpenAI:
             reply = reply(body)
         if isinstance(reply, Raw):
             raise _RawReply(reply.body)
+        reply = dict(reply)
+        billed = reply.pop("_usage", None)
         message = {"role": "assistant", "content": None, **reply}
-        tokens = sum(len(str(m.get("content") or "").split()) for m in messages if isinstance(m, dict))
+        # The prompt counts the messages and the tool schemas the client sent, as the real API does.
+        tools = _tokens(body["tools"]) if body.get("tools") else 0
+        prompt, completion = billed or (_tokens(messages) + tools, _tokens(reply))
         return {
             "id": f"chatcmpl-{uuid.uuid4().hex[:12]}",
             "object": "chat.completion",
@@ -289,7 +316,13 @@ class FakeOpenAI:
                     "logprobs": None,
                 }
             ],
-            "usage": {"prompt_tokens": tokens, "completion_tokens": 1, "total_tokens": tokens + 1},
+            "usage": {
+                "prompt_tokens": prompt,
+                "completion_tokens": completion,
+                "total_tokens": prompt + completion,
+                "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+                "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
+            },
         }
 
 

@@ -98,6 +98,7 @@ class FakeSlack:
     token: str = "xoxb-test-token"
     app_token: str = "xapp-1-test-app-token"
     socket_acks: list[dict[str, Any]] = field(default_factory=list)  # Socket Mode acknowledgements
+    responses: list[dict[str, Any]] = field(default_factory=list)  # what the app posted to response URLs
     _sockets: list[web.WebSocketResponse] = field(default_factory=list)
     _server: TestServer | None = None
     _ts: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
@@ -108,6 +109,7 @@ class FakeSlack:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._handle)
         app.router.add_get("/link", self._socket)
+        app.router.add_post("/hooks/{key}", self._response_url)
         self._server = TestServer(app, host="127.0.0.1")
         await self._server.start_server()
         return self.base_url
@@ -202,6 +204,31 @@ class FakeSlack:
         if ref in self.channels:
             return ref
         return next((cid for cid, c in self.channels.items() if c["name"] == ref), None)
+
+    # -- response URLs: a slash command's (or an action's) delayed answers --------------------------
+
+    def response_url(self) -> str:
+        """A fresh response URL, as Slack puts in a slash command's payload."""
+        assert self._server is not None
+        return str(self._server.make_url(f"/hooks/T0TEAM-{next(self._ts)}"))
+
+    def responded(self, url: str) -> list[dict[str, Any]]:
+        """What the app posted to this response URL (JSON bodies, each with `response_type`)."""
+        key = url.rsplit("/", 1)[-1]
+        return [r["body"] for r in self.responses if r["key"] == key]
+
+    async def _response_url(self, request: web.Request) -> web.Response:
+        """Slack's answer to a response URL post: 200 `ok`; a body without text or blocks is refused."""
+        try:
+            body = json.loads(await request.read())
+        except ValueError:
+            return web.Response(status=400, text="invalid_payload")
+        if not isinstance(body, dict) or not (body.get("text") or body.get("blocks")):
+            return web.Response(status=400, text="no_text")
+        if body.get("response_type", "ephemeral") not in ("ephemeral", "in_channel"):
+            return web.Response(status=400, text="invalid_response_type")
+        self.responses.append({"key": request.match_info["key"], "body": body})
+        return web.Response(text="ok")
 
     # -- Socket Mode: apps.connections.open hands out a WebSocket URL; envelopes go down, acks come up --
 
@@ -333,6 +360,29 @@ class SlackUser:
 
     async def interact(self, payload: dict[str, Any]) -> tuple[int, str]:
         return await self.post(urlencode({"payload": json.dumps(payload)}), "application/x-www-form-urlencoded")
+
+    async def command(
+        self, text: str, user: str, channel: str = QUEUE, command: str = "/relaydesk"
+    ) -> tuple[int, str, str]:
+        """A person types a slash command: a signed form POST; returns (status, body, response URL)."""
+        response_url = self.slack.response_url()
+        form = {
+            "token": "legacy",
+            "team_id": TEAM,
+            "team_domain": "fake",
+            "channel_id": channel,
+            "channel_name": self.slack.channels.get(channel, {}).get("name", "directmessage"),
+            "user_id": user,
+            "user_name": self.slack.users.get(user, {}).get("name", user),
+            "command": command,
+            "text": text,
+            "api_app_id": APP_ID,
+            "is_enterprise_install": "false",
+            "response_url": response_url,
+            "trigger_id": f"{next(self._ids)}.trigger",
+        }
+        status, body = await self.post(urlencode(form), "application/x-www-form-urlencoded")
+        return status, body, response_url
 
     async def reply(self, root: Posted, user: str, text: str, event_id: str | None = None) -> Posted:
         """A person replies in a thread: Slack stores it and sends a `message` event."""

@@ -1,0 +1,95 @@
+"""Knowledge edits go live without a restart: `relaydesk run` polls the folder and re-ingests what changed.
+
+The poll compares (file, mtime, size) of every article file, a stat each; ingest itself is incremental,
+so an edit re-embeds only its own file. A malformed file is reported once per distinct problem (logs,
+and the error hooks: the Slack connector posts it to the operator queue); the rest stays live.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from bot.knowledge.articles import article_files
+from bot.knowledge.index import IngestReport, KnowledgeIndex
+
+log = logging.getLogger(__name__)
+
+ErrorHook = Callable[[str], Awaitable[None] | None]
+Signature = frozenset[tuple[str, int, int]]
+
+
+def folder_signature(root: Path) -> Signature:
+    """What a change to the knowledge folder changes: every article file's path, mtime and size."""
+    found = set()
+    for path in article_files(root):
+        try:
+            stat = path.stat()
+        except OSError:  # deleted between listing and stat: the next poll sees it gone
+            continue
+        found.add((str(path.relative_to(root)), stat.st_mtime_ns, stat.st_size))
+    return frozenset(found)
+
+
+class KnowledgeWatcher:
+    def __init__(self, index: KnowledgeIndex, root: Path, interval_s: float) -> None:
+        self._index = index
+        self._root = root
+        self.interval_s = interval_s
+        self._error_hooks: list[ErrorHook] = []
+        self._seen = folder_signature(root)  # taken before the start-up ingest: nothing edited since is missed
+        self._reported: set[tuple[str, str]] = set()
+        self._failure: str | None = None
+
+    def on_error(self, hook: ErrorHook) -> None:
+        """Call `hook(message)` for each newly malformed file or a failed re-ingest."""
+        self._error_hooks.append(hook)
+
+    async def check(self) -> IngestReport | None:
+        """Re-ingest if the folder changed since the last check (or since the watcher was made)."""
+        current = await asyncio.to_thread(folder_signature, self._root)
+        if current == self._seen and self._failure is None:
+            return None
+        try:
+            report = await self._index.ingest(self._root)
+        except Exception as exc:  # e.g. the folder vanished or the embedder is down: retried every poll
+            failure = (
+                f"Re-indexing the knowledge folder failed ({type(exc).__name__}: {exc}); "
+                "the previous index still answers."
+            )
+            if failure != self._failure:  # said once, not every poll
+                log.exception("knowledge: %s", failure)
+                await self._notify(failure)
+            self._failure = failure
+            return None
+        self._seen, self._failure = current, None
+        log.info(
+            "knowledge: re-ingested: %d added, %d updated, %d removed, %d skipped",
+            report.added,
+            report.updated,
+            report.removed,
+            len(report.errors),
+        )
+        errors = set(report.errors)
+        for path, reason in sorted(errors - self._reported):
+            await self._notify(f"Knowledge file {path} was skipped: {reason}")
+        self._reported = errors
+        return report
+
+    async def watch(self) -> None:
+        """Poll until cancelled."""
+        while True:
+            await self.check()
+            await asyncio.sleep(self.interval_s)
+
+    async def _notify(self, message: str) -> None:
+        for hook in self._error_hooks:
+            try:
+                result = hook(message)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:  # a broken hook must not stop the watcher
+                log.exception("knowledge: error hook failed")
