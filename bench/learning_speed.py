@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/learning_speed.py           # 5 new topics, k = 0, 1, 2, 3, 5, 8, all of eval/sample.jsonl
     .venv/bin/python bench/learning_speed.py --quick   # 3 topics, k = 0, 1, 3, 60 sample cases: a smoke check
+    .venv/bin/python bench/learning_speed.py --silent-customers   # customers never press "Talk to a person"
 
 Protocol. The sample KB (knowledge/) is ingested into a temp store; bench/data/learning_topics.json holds
 topics absent from it (gift wrapping, corporate orders, pet allergies, engraving, student discount), each
@@ -9,7 +10,11 @@ with 20 customer questions in English and Russian and the answer operators give.
 a topic are its teaching pool, the other 12 are held out. Teaching goes through the real desk API as a
 deployment does it: a new customer asks (`Desk.receive`); when the desk hands off, an operator replies
 with the topic's answer in the customer's language (`OperatorActions.reply`), resolves and presses
-"Teach the bot" (`resolve`, `teach`); a pool question the desk already answers is not taught. After
+"Teach the bot" (`resolve`, `teach`). A pool question the desk answers wrongly (not with one of its topic's
+taught cases) gets the customer's "Talk to a person" press, as the Telegram button does it (`/human` on the
+same chat through `Desk.receive`, plus `feedback(..., "not_helpful")`), and the operator answers, resolves
+and teaches that handoff the same way; with `--silent-customers` nobody presses and a wrongly answered
+question is never taught (the loop as it was measured first). A pool question answered right is not taught. After
 every topic got k examples (k = 0, 1, 2, 3, 5, 8; all topics are taught side by side, so they also
 compete), every held-out question goes through `Desk.preview` (nothing stored). A held-out question is
 *answered correctly* when the desk answers on its own with one of its topic's taught cases, *wrongly*
@@ -46,6 +51,9 @@ POOL = 8  # teaching questions per topic; the rest are held out
 KS_FULL, KS_QUICK = (0, 1, 2, 3, 5, 8), (0, 1, 3)
 GOAL = 0.80
 
+# k, held-out counts per topic, taught, pool answered by the bot right, wrong, wrong then pressed
+Row = tuple[int, dict[str, dict[str, int]], int, int, int, int]
+
 
 @dataclass
 class Topic:
@@ -57,7 +65,8 @@ class Topic:
     seen: int = 0  # pool questions sent through the desk
     taught: int = 0
     auto_right: int = 0  # pool questions the desk already answered itself with this topic's case (not taught)
-    auto_wrong: int = 0  # ... or with something else: the customer got a wrong answer, no operator saw it
+    auto_wrong: int = 0  # ... or with something else: the customer got a wrong answer
+    pressed: int = 0  # wrong answers the customer pressed "Talk to a person" on (taught by the operator)
 
 
 def load_topics(quick: bool) -> list[Topic]:
@@ -68,8 +77,10 @@ def load_topics(quick: bool) -> list[Topic]:
     return topics
 
 
-async def teach_next(app: App, topic: Topic, chat: int) -> None:
-    """One more customer asks a pool question; the operator answers, resolves and teaches when handed off."""
+async def teach_next(app: App, topic: Topic, chat: int, silent: bool) -> None:
+    """One more customer asks a pool question; the operator answers, resolves and teaches when handed off.
+
+    A wrong answer gets "Talk to a person" pressed under it (unless `silent`), which hands the chat off."""
     question = topic.pool[topic.seen]
     topic.seen += 1
     decision = await app.desk.receive(
@@ -79,9 +90,17 @@ async def teach_next(app: App, topic: Topic, chat: int) -> None:
         source = decision.answer.sources[0] if decision.answer and decision.answer.sources else None
         if source in topic.cases:
             topic.auto_right += 1
-        else:
-            topic.auto_wrong += 1
-        return
+            return
+        topic.auto_wrong += 1
+        if silent:
+            return
+        # What connectors/telegram/handlers.py does on the button: "/human" on the same chat, then the feedback.
+        decision = await app.desk.receive(
+            Inbound(channel="bench", chat_id=str(chat), message_id=f"learn-{chat}:human", text="/human")
+        )
+        assert decision.action == "handoff", decision.action
+        assert (await app.operators.feedback(decision.conversation_id, "not_helpful")).ok
+        topic.pressed += 1
     answer = topic.answers[detect_language(question)]
     for step in (
         app.operators.reply(decision.conversation_id, "olga", answer),
@@ -147,13 +166,14 @@ def share(part: int, whole: int) -> str:
     return f"{part / whole:.3f}" if whole else "-"
 
 
-async def run(quick: bool, provider: str | None) -> None:
+async def run(quick: bool, provider: str | None, silent: bool) -> None:
     ks = KS_QUICK if quick else KS_FULL
     topics = load_topics(quick)
     cases = read_cases(REPO / "eval" / "sample.jsonl")
     if quick:
         cases = cases[:60]
-    header(f"learning speed ({'quick' if quick else 'full'})")
+    customers = "silent customers" if silent else "customers press Talk to a person on a wrong answer"
+    header(f"learning speed ({'quick' if quick else 'full'}; {customers})")
     with tempfile.TemporaryDirectory(prefix="relaydesk-learning-") as tmp:
         settings = bench_settings(Path(tmp), kb=REPO / "knowledge", provider=provider)
         auto = settings.automation
@@ -166,13 +186,13 @@ async def run(quick: bool, provider: str | None) -> None:
         print(f"sample KB ingested into a temp store: {app.index.count()} records, {took[0]:.1f} s")
         try:
             before = await sample_eval(app, cases)
-            rows: list[tuple[int, dict[str, dict[str, int]], int, int, int]] = []
+            rows: list[Row] = []
             chat = 0
             for k in ks:
                 for topic in topics:
                     while topic.seen < k:
                         chat += 1
-                        await teach_next(app, topic, chat)
+                        await teach_next(app, topic, chat, silent)
                 rows.append(
                     (
                         k,
@@ -180,6 +200,7 @@ async def run(quick: bool, provider: str | None) -> None:
                         sum(t.taught for t in topics),
                         sum(t.auto_right for t in topics),
                         sum(t.auto_wrong for t in topics),
+                        sum(t.pressed for t in topics),
                     )
                 )
             after = await sample_eval(app, cases)
@@ -191,7 +212,7 @@ async def run(quick: bool, provider: str | None) -> None:
 
 def report(
     topics: list[Topic],
-    rows: list[tuple[int, dict[str, dict[str, int]], int, int, int]],
+    rows: list[Row],
     before: dict[str, Any],
     after: dict[str, Any],
     n_cases: int,
@@ -202,17 +223,19 @@ def report(
         f"({held} held out, en + ru)"
     )
     print(
-        "\n| k per topic | taught (pool answered by the bot: right/wrong) | answered correctly | answered wrongly "
+        "\n| k per topic | taught (pool answered by the bot: right/wrong; wrong then pressed) | answered correctly "
+        "| answered wrongly "
         "| handed off | right draft |"
     )
     print("| --- | --- | --- | --- | --- | --- |")
-    for k, counts, taught, auto_right, auto_wrong in rows:
+    for k, counts, taught, auto_right, auto_wrong, pressed in rows:
         total = {
             key: sum(c[key] for c in counts.values()) for key in ("n", "correct", "wrong", "handoff", "right_draft")
         }
         baseline = " (baseline: no teaching)" if k == 0 else ""
         print(
-            f"| {k}{baseline} | {taught} ({auto_right}/{auto_wrong}) | {share(total['correct'], total['n'])} | "
+            f"| {k}{baseline} | {taught} ({auto_right}/{auto_wrong}; {pressed}) | "
+            f"{share(total['correct'], total['n'])} | "
             f"{share(total['wrong'], total['n'])} | {share(total['handoff'], total['n'])} | "
             f"{share(total['right_draft'], total['n'])} |"
         )
@@ -237,8 +260,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="3 topics, k = 0, 1, 3, 60 sample cases")
     parser.add_argument("--provider", choices=("local", "hashing"), help="embedder (default: config.yaml's, local)")
+    parser.add_argument(
+        "--silent-customers",
+        action="store_true",
+        help="customers never press Talk to a person: a wrong answer is never seen by an operator",
+    )
     args = parser.parse_args()
-    asyncio.run(run(args.quick, args.provider))
+    asyncio.run(run(args.quick, args.provider, args.silent_customers))
 
 
 if __name__ == "__main__":

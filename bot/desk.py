@@ -87,7 +87,7 @@ class Desk:
     # -- customer messages ------------------------------------------------------------------------
 
     async def receive(self, inbound: Inbound) -> Decision:
-        started = time.perf_counter()
+        started, arrived = time.perf_counter(), utcnow()  # arrival, not storage, starts the response clock
         text = clean_text(inbound.text)
         async with self._lock(inbound.channel, inbound.chat_id):
             context = await self._context(inbound)
@@ -100,7 +100,7 @@ class Desk:
                 if inbound.kind == "text":
                     answer = await self._respond(text, analysis, context.history)
             try:
-                decision = await self._record(inbound, text, analysis, answer, context, started)
+                decision = await self._record(inbound, text, analysis, answer, context, arrived, started)
             except IntegrityError:  # the same message arrived twice at once: the other copy won
                 return Decision("duplicate", conversation_id=0)
         self._outbox.wake()
@@ -176,22 +176,35 @@ class Desk:
         analysis: Analysis | None,
         answer: Answer | None,
         context: Context,
+        arrived: datetime,
         started: float,
     ) -> Decision:
         async with self._sessions() as session, session.begin():
-            customer = await self._customer(session, inbound, analysis)
-            conversation = await self._latest_conversation(session, inbound.channel, inbound.chat_id)
-            if conversation is None:
-                conversation = Conversation(customer_id=customer.id or 0)
+            customer, first_contact = await self._customer(session, inbound, analysis)
+            # The customer row is locked now; re-read the conversation under that lock (unless there can be none).
+            latest = (
+                None if first_contact else await self._latest_conversation(session, inbound.channel, inbound.chat_id)
+            )
+            conversation = latest or Conversation(customer_id=customer.id or 0, created_at=arrived)
+            if latest is None:
                 session.add(conversation)
             elif conversation.state == State.RESOLVED:
                 conversation.state = State.BOT
                 conversation.operator = None
                 record_event(session, conversation, "reopened")
-            conversation.updated_at = utcnow()  # set before the flush: one write per row, not two
+            conversation.updated_at = utcnow()
             if analysis is not None:
                 conversation.topic = analysis.topic or conversation.topic
                 conversation.priority = analysis.priority
+            owned = conversation.state in OWNED
+            ignored = not owned and not text and inbound.kind == "text"
+            reasons: tuple[Reason, ...] = ()
+            cohort = self._policy.cohort(inbound.channel, inbound.chat_id)
+            if not owned and not ignored:
+                repeats = context.repeats_by_topic.get(analysis.topic or "", 0) if analysis else 0
+                reasons = self._reasons(inbound, analysis, answer, repeats, cohort)
+                if reasons:  # set before the flush: the row is written once, not inserted and then updated
+                    conversation.state = State.WAITING_OPERATOR
             await session.flush()
             assert conversation.id is not None
             message = Message(
@@ -202,11 +215,11 @@ class Desk:
                 kind=inbound.kind,
                 text=text,
                 meta=_message_meta(inbound, analysis),
+                created_at=arrived,
             )
             session.add(message)
-            await session.flush()
-            record_event(session, conversation, "message_in", kind=inbound.kind)
-            if conversation.state in OWNED:
+            record_event(session, conversation, "message_in", at=arrived, kind=inbound.kind)
+            if owned:
                 enqueue(
                     session,
                     self.queue_channel,
@@ -222,14 +235,20 @@ class Desk:
                     conversation.id,
                 )
                 return Decision("forwarded", conversation.id, analysis)
-            if not text and inbound.kind == "text":
+            if ignored:
                 return Decision("ignored", conversation.id)
-            repeats = context.repeats_by_topic.get(analysis.topic or "", 0) if analysis else 0
-            cohort = self._policy.cohort(inbound.channel, inbound.chat_id)
-            reasons = self._reasons(inbound, analysis, answer, repeats, cohort)
             if reasons:
                 handoff = await self._hand_off(
-                    session, customer, conversation, text, analysis, answer, reasons, inbound.kind, cohort
+                    session,
+                    customer,
+                    conversation,
+                    text,
+                    analysis,
+                    answer,
+                    reasons,
+                    inbound.kind,
+                    cohort,
+                    latest is None,
                 )
                 return Decision("handoff", conversation.id, analysis, answer, reasons, handoff.id)
             assert analysis is not None and answer is not None
@@ -244,9 +263,11 @@ class Desk:
         return self._policy.reasons(analysis, answer, repeats, cohort)
 
     @staticmethod
-    async def _customer(session: AsyncSession, inbound: Inbound, analysis: Analysis | None) -> Customer:
+    async def _customer(session: AsyncSession, inbound: Inbound, analysis: Analysis | None) -> tuple[Customer, bool]:
+        """The customer, locked for this transaction, and whether they write for the first time."""
         query = select(Customer).where(Customer.channel == inbound.channel).where(Customer.chat_id == inbound.chat_id)
         customer = (await session.execute(query.with_for_update())).scalars().first()
+        first_contact = customer is None
         if customer is None:
             customer = Customer(
                 channel=inbound.channel,
@@ -261,7 +282,7 @@ class Desk:
             customer.name = inbound.name
         if analysis is not None:
             customer.language = analysis.language
-        return customer
+        return customer, first_contact
 
     def _answer(
         self,
@@ -311,6 +332,7 @@ class Desk:
         reasons: tuple[Reason, ...],
         kind: str,
         cohort: Cohort,
+        new_conversation: bool,
     ) -> Handoff:
         assert conversation.id is not None
         language = analysis.language if analysis else (customer.language or self._texts.default_language)
@@ -324,19 +346,10 @@ class Desk:
             draft=answer.text if answer else "",
             sources=list(answer.sources) if answer else [],
         )
-        query = (
-            select(Message.author, Message.text)
-            .where(Message.conversation_id == conversation.id)
-            .where(Message.author != Author.NOTE)
-        )
-        if conversation.resolved_at is not None:  # what was said before the last resolution is closed
-            query = query.where(Message.created_at > conversation.resolved_at)
-        history = (await session.execute(query.order_by(col(Message.id).desc()).limit(6))).all()
-        last = [(str(a), str(t)) for a, t in reversed(history)]
+        last = [(str(Author.CUSTOMER), text)] if new_conversation else await _recent(session, conversation)
         handoff.summary = (answer.summary if answer else "") or summarize(last, analysis, kind)
         session.add(handoff)
         await session.flush()
-        conversation.state = State.WAITING_OPERATOR
         enqueue(
             session,
             self.queue_channel,
@@ -384,6 +397,19 @@ class Desk:
             **spent(analysis, answer),  # LLM tokens of this message, for the report's ROI
         )
         return handoff
+
+
+async def _recent(session: AsyncSession, conversation: Conversation) -> list[tuple[str, str]]:
+    """The last few turns since the conversation's last resolution (what came before is closed)."""
+    query = (
+        select(Message.author, Message.text)
+        .where(Message.conversation_id == conversation.id)
+        .where(Message.author != Author.NOTE)
+    )
+    if conversation.resolved_at is not None:
+        query = query.where(Message.created_at > conversation.resolved_at)
+    history = (await session.execute(query.order_by(col(Message.id).desc()).limit(6))).all()
+    return [(str(a), str(t)) for a, t in reversed(history)]
 
 
 def _message_meta(inbound: Inbound, analysis: Analysis | None) -> dict[str, Any]:

@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.outbox import enqueue
-from bot.storage.models import Conversation, Customer, Event
+from bot.storage.models import Conversation, Customer, Event, utcnow
 
 
 def record_event(
-    session: AsyncSession, conversation: Conversation, type_: str, operator: str | None = None, **data: Any
+    session: AsyncSession,
+    conversation: Conversation,
+    type_: str,
+    operator: str | None = None,
+    at: datetime | None = None,
+    **data: Any,
 ) -> None:
-    session.add(Event(conversation_id=conversation.id, type=type_, operator=operator, data=data))
+    """Append to the event log; `at` when it happened earlier than now (a message's arrival)."""
+    session.add(
+        Event(conversation_id=conversation.id, type=type_, operator=operator, data=data, created_at=at or utcnow())
+    )
 
 
 def send_to_customer(

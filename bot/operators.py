@@ -11,10 +11,12 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import func, or_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col, select
 
+from bot.analysis.intent import only_asks_for_a_person
 from bot.analysis.language import detect_language
 from bot.analysis.sentiment import score_sentiment
 from bot.domain import Author, State
@@ -29,6 +31,8 @@ if TYPE_CHECKING:  # only the type: without an LLM, langchain is never imported
     from bot.llm.judge import ReplyJudge
 
 log = logging.getLogger(__name__)
+
+_LOOK_BACK = 20  # customer messages searched for the question behind a bare request for a person
 
 
 @dataclass(frozen=True)
@@ -377,6 +381,9 @@ class OperatorActions:
     ) -> tuple[tuple[str, str, str, str], int | None] | None:
         """The last handed-off question and the operator's last answer to it: a case to learn from.
 
+        When the handed-off message only asks for a person ("/human" from the Talk to a person button, "I want
+        to talk to a person"), the question is the customer's last real message before it since the
+        conversation's previous resolution; with none, there is nothing to learn.
         Returns `(case_id, question, answer, language)` and the id of the operator's message.
         """
         handoff = (
@@ -406,7 +413,36 @@ class OperatorActions:
         )
         if handoff is None or reply is None or not handoff.question:
             return None
-        return (str(handoff.id), handoff.question, reply.text, language), reply.id
+        question: str | None = handoff.question
+        if only_asks_for_a_person(handoff.question):
+            question = await OperatorActions._asked_before(session, handoff)
+        if question is None:
+            return None
+        return (str(handoff.id), question, reply.text, language), reply.id
+
+    @staticmethod
+    async def _asked_before(session: AsyncSession, handoff: Handoff) -> str | None:
+        """The customer's last message before `handoff` that is more than a request for a person, since the
+        conversation's last resolution before it (what was said before that was closed)."""
+        resolved = (
+            select(func.max(Event.created_at))
+            .where(Event.conversation_id == handoff.conversation_id)
+            .where(Event.type == "resolved")
+            .where(col(Event.created_at) < handoff.created_at)
+            .scalar_subquery()
+        )
+        earlier = (
+            await session.execute(
+                select(Message.text)
+                .where(Message.conversation_id == handoff.conversation_id)
+                .where(Message.author == Author.CUSTOMER)
+                .where(col(Message.created_at) < handoff.created_at)
+                .where(or_(resolved.is_(None), col(Message.created_at) > resolved))
+                .order_by(col(Message.id).desc())
+                .limit(_LOOK_BACK)
+            )
+        ).scalars()
+        return next((t.strip() for t in earlier if t.strip() and not only_asks_for_a_person(t)), None)
 
     @staticmethod
     async def _taught(

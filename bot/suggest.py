@@ -30,7 +30,7 @@ import yaml
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col, select
 
-from bot.analysis.intent import _WANTS_HUMAN, wants_human
+from bot.analysis.intent import only_asks_for_a_person
 from bot.analysis.language import detect_language
 from bot.domain import Author, Reason
 from bot.embeddings import Embedder
@@ -125,21 +125,6 @@ def unanswered(reasons: Sequence[str], sources: Sequence[str]) -> bool:
         return True
     only_cases = bool(sources) and all(s.startswith("case-") for s in sources)
     return Reason.RESPONDER_REQUEST in reasons and only_cases
-
-
-_FILLER = {
-    "want", "need", "would", "like", "please", "can", "could", "you", "your", "talk", "speak", "with", "have",
-    "get", "give", "some", "one", "hello", "thanks",
-    "хочу", "мне", "можно", "пожалуйста", "здравствуйте", "привет", "дайте", "нужен", "нужно", "надо", "спасибо",
-}  # fmt: skip
-
-
-def only_asks_for_a_person(question: str) -> bool:
-    """A request with no question left in it: "I want to talk to a person", "позовите оператора"."""
-    if not wants_human(question):
-        return False
-    rest = _WANTS_HUMAN.sub(" ", question).lower()
-    return len([w for w in re.findall(r"\w{3,}", rest) if w not in _FILLER]) < 2
 
 
 def _quality_score(meta: dict[str, Any]) -> float:

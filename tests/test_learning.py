@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.analysis.intent import only_asks_for_a_person
 from bot.app import App, build_app
 from bot.domain import Inbound, Reason
 from tests.conftest import Recorder, make_settings
@@ -73,3 +74,82 @@ async def test_an_unanswerable_question_is_drafted_after_an_operator_answers_and
     unrelated = await app.desk.receive(said("How do I return an item?", "4"))  # the KB's own topics stay its own
     assert unrelated.action == "answer" and unrelated.answer is not None
     assert unrelated.answer.sources == ("returns-policy",)
+
+
+# -- a request for a person after a bot answer ------------------------------------------------------------
+
+# What the customer says instead of pressing "Talk to a person" (which sends the desk "/human").
+ASKS_FOR_A_PERSON = {"en": "I want to talk to a person", "ru": "Хочу поговорить с оператором"}
+
+
+@pytest.mark.parametrize("pressed", [True, False], ids=["button", "words"])
+@pytest.mark.parametrize("lang", sorted(CASES))
+async def test_the_question_behind_a_request_for_a_person_is_learned_not_the_request(
+    app: App, lang: str, pressed: bool
+) -> None:
+    """The default test KB answers the gift-wrapping question (wrongly) with one of its articles; the
+    customer asks for a person, and the operator's answer is learned for the question, not for the request."""
+    question, paraphrase, reply = CASES[lang]
+    request = "/human" if pressed else ASKS_FOR_A_PERSON[lang]
+    queue = Recorder()
+    app.outbox.register(app.desk.queue_channel, queue)
+    app.outbox.register("test", Recorder())
+
+    answered = await app.desk.receive(said(question, "1"))
+    assert answered.action == "answer"  # a wrong answer: no operator saw it
+    asked = await app.desk.receive(said(request, "1"))
+    assert asked.action == "handoff" and Reason.ASKED_FOR_HUMAN in asked.reasons
+    if pressed:  # what the Telegram connector does on the button
+        assert (await app.operators.feedback(answered.conversation_id, "not_helpful")).ok
+    assert (await app.operators.reply(asked.conversation_id, "olga", reply)).ok
+    assert (await app.operators.resolve(asked.conversation_id, "olga")).ok
+
+    again = await app.desk.receive(said(paraphrase, "2"))
+    await app.outbox.deliver_due()
+    assert again.action == "handoff" and Reason.RESPONDER_REQUEST in again.reasons
+    card = [d for d in queue.sent if d.kind == "handoff"][-1]
+    assert card.payload["draft"] == reply and card.payload["sources"] == [f"case-{asked.handoff_id}"]
+
+    alone = await app.desk.receive(said(request, "3"))  # another customer who only asks for a person
+    await app.outbox.deliver_due()
+    assert alone.action == "handoff" and Reason.RESPONDER_REQUEST not in alone.reasons
+    card = [d for d in queue.sent if d.kind == "handoff"][-1]
+    assert card.payload["draft"] != reply and f"case-{asked.handoff_id}" not in card.payload["sources"]
+
+    assert (await app.operators.teach(asked.conversation_id, "olga")).ok
+    taught = await app.desk.receive(said(paraphrase, "4"))
+    assert taught.action == "answer" and taught.answer is not None
+    assert taught.answer.sources == (f"case-{asked.handoff_id}",) and taught.answer.text == reply
+
+
+async def test_a_request_for_a_person_with_no_question_since_the_last_resolution_teaches_nothing(app: App) -> None:
+    question, paraphrase, reply = CASES["en"]
+    app.outbox.register(app.desk.queue_channel, Recorder())
+    app.outbox.register("test", Recorder())
+    answered = await app.desk.receive(said(question, "1"))
+    assert (await app.operators.feedback(answered.conversation_id, "helpful")).ok  # resolved by the bot
+    asked = await app.desk.receive(said("/human", "1"))  # the same conversation, reopened: no question in it
+    assert asked.action == "handoff" and asked.conversation_id == answered.conversation_id
+    assert (await app.operators.reply(asked.conversation_id, "olga", reply)).ok
+    assert (await app.operators.resolve(asked.conversation_id, "olga")).ok
+    assert not (await app.operators.teach(asked.conversation_id, "olga")).ok
+
+    again = await app.desk.receive(said(paraphrase, "2"))
+    assert again.answer is not None and f"case-{asked.handoff_id}" not in again.answer.sources
+    alone = await app.desk.receive(said("/human", "3"))
+    assert alone.answer is not None and alone.answer.text != reply
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("/human", True),
+        ("I want to talk to a person", True),
+        ("Хочу поговорить с оператором", True),
+        ("позовите оператора, пожалуйста", True),
+        ("Talk to a person: do you offer gift wrapping for birthday orders?", False),
+        ("Do you offer gift wrapping for birthday orders?", False),
+    ],
+)
+def test_only_asks_for_a_person(text: str, expected: bool) -> None:
+    assert only_asks_for_a_person(text) is expected

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from sqlmodel import select
 
@@ -80,13 +81,15 @@ async def test_messages_for_a_channel_nobody_serves_wait(app: App) -> None:
 async def test_the_background_loop_delivers_when_woken(app: App) -> None:
     channel = Recorder()
     app.outbox.register("test", channel)
-    task = asyncio.create_task(app.outbox.run(poll_s=5))
+    task = asyncio.create_task(app.outbox.run(poll_s=60))
     try:
         await app.desk.receive(Inbound("test", "3", "w1", "Where is my order?"))
-        for _ in range(100):
+        for _ in range(1000):  # woken at once; the next poll is a minute away
             if channel.sent:
                 break
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.005)
     finally:
-        task.cancel()
+        task.cancel()  # and wait for it: a loop cancelled mid-transaction must be gone before the engine closes
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     assert len(channel.sent) == 1

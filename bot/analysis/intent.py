@@ -78,6 +78,21 @@ def wants_human(text: str) -> bool:
     return any(not _REFUSAL.search(sample, 0, match.start()) for match in _WANTS_HUMAN.finditer(sample))
 
 
+_FILLER = {
+    "want", "need", "would", "like", "please", "can", "could", "you", "your", "talk", "speak", "with", "have",
+    "get", "give", "some", "one", "hello", "thanks",
+    "хочу", "мне", "можно", "пожалуйста", "здравствуйте", "привет", "дайте", "нужен", "нужно", "надо", "спасибо",
+}  # fmt: skip
+
+
+def only_asks_for_a_person(question: str) -> bool:
+    """A request with no question left in it: "I want to talk to a person", "позовите оператора"."""
+    if not wants_human(question):
+        return False
+    rest = _WANTS_HUMAN.sub(" ", question).lower()
+    return len([w for w in re.findall(r"\w{3,}", rest) if w not in _FILLER]) < 2
+
+
 def priority(sentiment_score: float, text: str, wants_human: bool) -> Priority:
     """How soon an operator should look: threats and urgent anger first, thanks last."""
     sample = text[:_MAX_CHARS]
