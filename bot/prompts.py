@@ -12,14 +12,13 @@ were handed that object once, see the new wording on their next message without 
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from bot.hooks import Hook, notify
 from bot.llm.compensation import CompensationPolicy, load_policy
 from bot.texts import PromptError, Texts, load_texts
 
@@ -41,9 +40,7 @@ AGENT_PROMPTS: dict[str, set[str]] = {
 }
 # What bot.llm.judge renders from judge.yaml (the LLM's scoring of operator replies).
 JUDGE_PROMPTS: dict[str, set[str]] = {"instructions": {"sentiment"}, "review": {"question", "reply"}}
-ErrorHook = Callable[[str], object]
 _T = TypeVar("_T")
-_background: set[asyncio.Future[object]] = set()
 
 
 def check_prompts(folder: Path) -> list[str]:
@@ -99,8 +96,8 @@ class PromptStore:
     folder: Path
     interval_s: float = 1.0
     _files: dict[str, _Loaded] = field(default_factory=dict)
-    _error_hooks: list[ErrorHook] = field(default_factory=list)
-    _reload_hooks: list[Callable[[str], object]] = field(default_factory=list)
+    _error_hooks: list[Hook] = field(default_factory=list)
+    _reload_hooks: list[Hook] = field(default_factory=list)
     _checked: float = 0.0
 
     @classmethod
@@ -150,11 +147,11 @@ class PromptStore:
         """The files whose last edit was refused, with the reason (what operators are shown)."""
         return {name: f.error for name, f in self._files.items() if f.error}
 
-    def on_error(self, hook: ErrorHook) -> None:
+    def on_error(self, hook: Hook) -> None:
         """Call `hook(message)` when an edit is refused (message names file, prompt and reason)."""
         self._error_hooks.append(hook)
 
-    def on_reload(self, hook: Callable[[str], object]) -> None:
+    def on_reload(self, hook: Hook) -> None:
         """Call `hook(file name)` when an edited file was taken into use."""
         self._reload_hooks.append(hook)
 
@@ -177,7 +174,7 @@ class PromptStore:
             except PromptError as exc:
                 loaded.error = str(exc)
                 log.error("prompts: edit refused, keeping the last good version: %s", exc)
-                self._notify(self._error_hooks, loaded.error)
+                notify(self._error_hooks, loaded.error)
                 continue
             if isinstance(loaded.value, Texts) and isinstance(fresh, Texts):
                 entries = loaded.value.entries
@@ -187,7 +184,7 @@ class PromptStore:
                 loaded.value = fresh
             loaded.error = ""
             log.info("prompts: reloaded %s", path)
-            self._notify(self._reload_hooks, name)
+            notify(self._reload_hooks, name)
 
     async def watch(self) -> None:
         """Poll for edits until cancelled (for deployments where no message triggers `refresh`)."""
@@ -200,17 +197,6 @@ class PromptStore:
         value = self._files[name].value
         assert isinstance(value, kind)
         return value
-
-    @staticmethod
-    def _notify(hooks: list[Callable[[str], object]], message: str) -> None:
-        for hook in hooks:
-            try:
-                result = hook(message)
-                if inspect.isawaitable(result):  # an async hook (the Slack connector's) runs in the background
-                    _background.add(task := asyncio.ensure_future(result))
-                    task.add_done_callback(_background.discard)
-            except Exception:  # a broken hook must not stop the reload
-                log.exception("prompts: hook failed")
 
 
 def _mtime(path: Path) -> tuple[int, int]:

@@ -8,17 +8,15 @@ and the error hooks: the Slack connector posts it to the operator queue); the re
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from bot.hooks import Hook, notify
 from bot.knowledge.articles import article_files
 from bot.knowledge.index import IngestReport, KnowledgeIndex
 
 log = logging.getLogger(__name__)
 
-ErrorHook = Callable[[str], Awaitable[None] | None]
 Signature = frozenset[tuple[str, int, int]]
 
 
@@ -39,12 +37,12 @@ class KnowledgeWatcher:
         self._index = index
         self._root = root
         self.interval_s = interval_s
-        self._error_hooks: list[ErrorHook] = []
+        self._error_hooks: list[Hook] = []
         self._seen = folder_signature(root)  # taken before the start-up ingest: nothing edited since is missed
         self._reported: set[tuple[str, str]] = set()
         self._failure: str | None = None
 
-    def on_error(self, hook: ErrorHook) -> None:
+    def on_error(self, hook: Hook) -> None:
         """Call `hook(message)` for each newly malformed file or a failed re-ingest."""
         self._error_hooks.append(hook)
 
@@ -62,7 +60,7 @@ class KnowledgeWatcher:
             )
             if failure != self._failure:  # said once, not every poll
                 log.exception("knowledge: %s", failure)
-                await self._notify(failure)
+                notify(self._error_hooks, failure)
             self._failure = failure
             return None
         self._seen, self._failure = current, None
@@ -75,7 +73,7 @@ class KnowledgeWatcher:
         )
         errors = set(report.errors)
         for path, reason in sorted(errors - self._reported):
-            await self._notify(f"Knowledge file {path} was skipped: {reason}")
+            notify(self._error_hooks, f"Knowledge file {path} was skipped: {reason}")
         self._reported = errors
         return report
 
@@ -84,12 +82,3 @@ class KnowledgeWatcher:
         while True:
             await self.check()
             await asyncio.sleep(self.interval_s)
-
-    async def _notify(self, message: str) -> None:
-        for hook in self._error_hooks:
-            try:
-                result = hook(message)
-                if inspect.isawaitable(result):
-                    await result
-            except Exception:  # a broken hook must not stop the watcher
-                log.exception("knowledge: error hook failed")

@@ -1,0 +1,25 @@
+"""Callbacks that tell someone what happened (e.g. the Slack connector posts a refused edit to operators)."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Callable, Iterable
+
+log = logging.getLogger(__name__)
+
+Hook = Callable[[str], object]  # sync, or async (then it runs in the background)
+_background: set[asyncio.Future[object]] = set()
+
+
+def notify(hooks: Iterable[Hook], message: str) -> None:
+    """Call every hook with `message`; a failing hook is logged and never stops the caller."""
+    for hook in hooks:
+        try:
+            result = hook(message)
+            if inspect.isawaitable(result):
+                _background.add(task := asyncio.ensure_future(result))
+                task.add_done_callback(_background.discard)
+        except Exception:
+            log.exception("a hook failed")
