@@ -3,9 +3,10 @@
 A question is compared with every way the KB says its topics (the questions admins wrote, titles,
 body chunks, resolved cases). The articles are ranked by the classifier trained on the KB
 (bot.knowledge.classifier) when there is one; a resolved case that is nearer than any article
-record wins, since it is what an operator actually answered to this question. Confidence is the
-best topic's probability and the margin its lead over the runner-up; thresholds on both come from
-config (`relaydesk tune` finds them).
+record wins, since it is what an operator actually answered to this question. Resolved cases that
+give the same answer (operators teaching one reply to several questions) count as one topic: the
+probability of that answer is the sum of theirs. Confidence is the best topic's probability and the
+margin its lead over the runner-up; thresholds on both come from config (`relaydesk tune` finds them).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import math
 from collections.abc import Sequence
 
 from bot.domain import Match
-from bot.knowledge.index import CHUNK, Hit
+from bot.knowledge.index import CASE, CHUNK, Hit
 
 # Body chunks are written as answers, not questions: their similarity to a question runs lower.
 CHUNK_PENALTY = 0.03
@@ -28,7 +29,10 @@ def rank_topics(
 ) -> tuple[list[Match], float, float]:
     """Return topics best first, the best one's confidence and its margin over the runner-up."""
     neighbours = rank_neighbours(hits)
-    if not probabilities or (neighbours[0] and neighbours[0][0].kind == "case"):
+    nearest = max(hits, key=_similarity, default=None)
+    if nearest is not None and nearest.kind == CASE:
+        return _case_first(neighbours, nearest.article_id)
+    if not probabilities:
         return neighbours
     titles: dict[str, str] = {}
     chunks: dict[str, int] = {}
@@ -42,22 +46,28 @@ def rank_topics(
 
 
 def rank_neighbours(hits: Sequence[Hit]) -> tuple[list[Match], float, float]:
-    """Topics by their nearest records alone: a softmax over each topic's best similarity."""
+    """Topics by their nearest records alone: a softmax over each topic's best similarity.
+
+    Resolved cases with the same answer (and the same approval) are one topic, named after the nearest."""
     best: dict[str, float] = {}
     support: dict[str, float] = {}
     titles: dict[str, str] = {}
     kinds: dict[str, str] = {}
     chunks: dict[str, int] = {}
     reusable: dict[str, bool] = {}
+    groups: dict[str, str] = {}
     for hit in hits:
         if hit.kind == CHUNK:
             chunks.setdefault(hit.article_id, hit.n)  # hits come best first
-        similarity = hit.similarity - (CHUNK_PENALTY if hit.kind == CHUNK else 0.0)
+        similarity = _similarity(hit)
         if similarity > best.get(hit.article_id, -1.0):
             best[hit.article_id] = similarity
             titles.setdefault(hit.article_id, hit.title)
-            kinds[hit.article_id] = "case" if hit.kind == "case" else "article"
+            kinds[hit.article_id] = "case" if hit.kind == CASE else "article"
             reusable[hit.article_id] = hit.reusable
+            groups[hit.article_id] = (
+                f"answer:{hit.answer_key}:{hit.reusable}" if hit.kind == CASE and hit.answer_key else hit.article_id
+            )
         support[hit.article_id] = support.get(hit.article_id, 0.0) + math.exp((similarity - 1.0) / TEMPERATURE)
     if not best:
         return [], 0.0, 0.0
@@ -66,13 +76,32 @@ def rank_neighbours(hits: Sequence[Hit]) -> tuple[list[Match], float, float]:
         a: best[a] + NEIGHBOUR_WEIGHT * TEMPERATURE * math.log(support[a] / math.exp((best[a] - 1.0) / TEMPERATURE))
         for a in best
     }
-    weights = {a: math.exp((s - top) / TEMPERATURE) for a, s in scores.items()}
+    weights: dict[str, float] = {}
+    named: dict[str, str] = {}  # group -> its nearest member, whose id and title the match carries
+    for a in sorted(scores, key=lambda a: scores[a], reverse=True):
+        weights[groups[a]] = weights.get(groups[a], 0.0) + math.exp((scores[a] - top) / TEMPERATURE)
+        named.setdefault(groups[a], a)
     total = sum(weights.values())
-    ranked = sorted(scores, key=lambda a: scores[a], reverse=True)
-    probabilities = [weights[a] / total for a in ranked]
+    ranked = sorted(weights, key=lambda g: weights[g], reverse=True)
+    probabilities = [weights[g] / total for g in ranked]
     matches = [
-        Match(a, round(p, 4), titles[a], kinds[a], chunks.get(a), reusable[a])
-        for a, p in zip(ranked, probabilities, strict=True)
+        Match(named[g], round(p, 4), titles[named[g]], kinds[named[g]], chunks.get(named[g]), reusable[named[g]])
+        for g, p in zip(ranked, probabilities, strict=True)
     ]
     margin = probabilities[0] - (probabilities[1] if len(probabilities) > 1 else 0.0)
     return matches, probabilities[0], margin
+
+
+def _similarity(hit: Hit) -> float:
+    return hit.similarity - (CHUNK_PENALTY if hit.kind == CHUNK else 0.0)
+
+
+def _case_first(neighbours: tuple[list[Match], float, float], case_id: str) -> tuple[list[Match], float, float]:
+    """The nearest case's topic first. Its confidence stays its probability among the neighbours, so a case
+    barely nearer than an article with more support leads by a negative margin rather than answering."""
+    matches = neighbours[0]
+    first = next((m for m in matches if m.article_id == case_id), matches[0])
+    if first is matches[0]:
+        return neighbours
+    rest = [m for m in matches if m is not first]
+    return [first, *rest], first.score, first.score - (rest[0].score if rest else 0.0)

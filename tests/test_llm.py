@@ -58,8 +58,8 @@ def llm_settings(tmp: Path, fake: FakeOpenAI, analysis: bool = False) -> Setting
     settings.llm.provider = "openai"
     settings.llm.base_url = fake.base_url
     settings.llm.api_key = "sk-test"
-    settings.llm.timeout_s = 1.0
-    settings.llm.budget_s = 1.5
+    settings.llm.timeout_s = 2.0  # the fake answers in milliseconds; room for a loaded 2-core CI machine
+    settings.llm.budget_s = 4.0
     settings.llm.max_retries = 0
     settings.llm.analysis = analysis
     return settings

@@ -161,7 +161,7 @@ async def test_a_russian_reply_is_judged_with_the_russian_prompt(app: App, fake:
     [
         pytest.param({"fail": {"status": 500}}, id="500"),
         pytest.param({"fail": {"status": 429, "retry_after_ms": 10}}, id="429"),
-        pytest.param({"fail": {"status": None, "delay_s": 3.0}}, id="timeout"),  # llm.timeout_s is 1 s
+        pytest.param({"fail": {"status": None, "delay_s": 3.0}}, id="timeout"),  # llm.timeout_s is 2 s
         pytest.param({"reply": Raw("{not json")}, id="not-json"),
         pytest.param({"reply": call_tools(("Verdict", {"structure": "great"}))}, id="schema"),
         pytest.param({"reply": Raw('{"choices": []}')}, id="no-choices"),

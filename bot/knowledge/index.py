@@ -44,6 +44,7 @@ class Hit:
     similarity: float
     n: int = 0  # the record's position within its kind (which question, which chunk)
     reusable: bool = True  # False for a resolved case no operator has approved for automatic use
+    answer_key: str = ""  # a resolved case's answer, normalised and hashed: cases that teach one reply share it
 
 
 @dataclass(frozen=True)
@@ -67,6 +68,12 @@ class IngestReport:
     records: int = 0
     seconds: float = 0.0
     errors: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
+
+
+def answer_key(answer: str) -> str:
+    """The same reply however it was typed (case, spacing, punctuation): taught answers to one topic pool."""
+    words = re.findall(r"\w+", answer.casefold())
+    return hashlib.sha256(" ".join(words).encode()).hexdigest()[:16]
 
 
 def open_collection(settings: KnowledgeSettings, embedder_name: str) -> Any:
@@ -265,6 +272,7 @@ class KnowledgeIndex:
             "kind": CASE,
             "n": 0,
             "reusable": reusable,
+            "answer_key": answer_key(answer),
         }
         await asyncio.to_thread(
             self._collection.upsert, ids=[f"case:{case_id}"], embeddings=vector, metadatas=[meta], documents=[answer]
@@ -288,6 +296,7 @@ class KnowledgeIndex:
                     similarity=1.0 - float(distance),
                     n=int(meta.get("n", 0)),
                     reusable=bool(meta.get("reusable", True)),
+                    answer_key=str(meta.get("answer_key", "")),
                 )
             )
         return hits
