@@ -164,7 +164,8 @@ class KnowledgeIndex:
             await asyncio.to_thread(self._collection.delete, where={"path": rel})
             report.removed += 1
         report.records = await asyncio.to_thread(self._collection.count)
-        await self.prepare_classifier()
+        untouched = not (report.added or report.updated or report.removed)
+        await self.prepare_classifier(known if untouched else None)  # nothing written: no second scan
         report.seconds = time.perf_counter() - started
         for path, reason in report.errors:
             log.warning("knowledge: skipped %s: %s", path, reason)
@@ -218,11 +219,13 @@ class KnowledgeIndex:
 
     # -- the topic classifier --------------------------------------------------------------------
 
-    async def prepare_classifier(self) -> None:
-        """Load the classifier trained on this exact KB, or train one (after any change to the articles)."""
-        fingerprint = hashlib.sha256(
-            repr(sorted((await asyncio.to_thread(self._indexed_files)).items())).encode()
-        ).hexdigest()
+    async def prepare_classifier(self, indexed: dict[str, tuple[str, str, str]] | None = None) -> None:
+        """Load the classifier trained on this exact KB, or train one (after any change to the articles).
+
+        `indexed` is what `_indexed_files()` would return now, when the caller already has it."""
+        if indexed is None:
+            indexed = await asyncio.to_thread(self._indexed_files)
+        fingerprint = hashlib.sha256(repr(sorted(indexed.items())).encode()).hexdigest()
         if self._classifier is not None and self._classifier.fingerprint == fingerprint:
             return
         saved = TopicClassifier.load(self._classifier_path) if self._classifier_path else None
