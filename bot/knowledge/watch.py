@@ -23,7 +23,11 @@ Signature = frozenset[tuple[str, int, int]]
 def folder_signature(root: Path) -> Signature:
     """What a change to the knowledge folder changes: every article file's path, mtime and size."""
     found = set()
-    for path in article_files(root):
+    try:
+        files = article_files(root)
+    except OSError:  # the folder vanished mid-scan: as if empty; the ingest that follows says what is wrong
+        return frozenset()
+    for path in files:
         try:
             stat = path.stat()
         except OSError:  # deleted between listing and stat: the next poll sees it gone
@@ -80,5 +84,8 @@ class KnowledgeWatcher:
     async def watch(self) -> None:
         """Poll until cancelled."""
         while True:
-            await self.check()
+            try:
+                await self.check()
+            except Exception:  # whatever went wrong, the next poll tries again
+                log.exception("knowledge: the check failed")
             await asyncio.sleep(self.interval_s)
