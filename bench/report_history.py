@@ -135,18 +135,7 @@ class History:
         self._event(cid, at, "message_in", kind="text")
         t = at + timedelta(seconds=rng.uniform(0.3, 4))
         if rng.random() < alone and mood != "negative" and cohort == "pilot":
-            self._message(cid, t, "bot", f"answer about {topic}")
-            self._event(
-                cid,
-                t,
-                "bot_answer",
-                topic=topic,
-                confidence=0.8,
-                language=language,
-                sentiment=mood,
-                ms=40,
-                cohort=cohort,
-            )
+            self._bot_answer(cid, t, topic, 0.8, language, mood, 40, cohort)
             if rng.random() < 0.35:
                 t += timedelta(seconds=rng.uniform(20, 600))
                 self.rows[Feedback].append({"conversation_id": cid, "kind": "helpful", "value": 0, "created_at": t})
@@ -158,18 +147,7 @@ class History:
                 self._event(cid, t, "feedback", kind="not_helpful", value=0)
             return
         if rng.random() < 0.3 and cohort == "pilot":  # the bot tried first, then the customer asked again
-            self._message(cid, t, "bot", f"answer about {topic}")
-            self._event(
-                cid,
-                t,
-                "bot_answer",
-                topic=topic,
-                confidence=0.6,
-                language=language,
-                sentiment=mood,
-                ms=45,
-                cohort=cohort,
-            )
+            self._bot_answer(cid, t, topic, 0.6, language, mood, 45, cohort)
             t += timedelta(seconds=rng.uniform(15, 300))
             self._message(cid, t, "customer", "that did not help")
             self._event(cid, t, "message_in", kind="text")
@@ -226,6 +204,22 @@ class History:
             self._message(cid, t, "customer", "it happened again")
             self._event(cid, t, "message_in", kind="text")
             conversation.update(state="bot", operator=None)
+
+    def _bot_answer(
+        self, cid: int, t: datetime, topic: str, confidence: float, language: str, mood: str, ms: int, cohort: str
+    ) -> None:
+        self._message(cid, t, "bot", f"answer about {topic}")
+        self._event(
+            cid,
+            t,
+            "bot_answer",
+            topic=topic,
+            confidence=confidence,
+            language=language,
+            sentiment=mood,
+            ms=ms,
+            cohort=cohort,
+        )
 
     def counts(self) -> str:
         return ", ".join(f"{len(rows):,} {table.__name__.lower()}s" for table, rows in self.rows.items())

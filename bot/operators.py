@@ -303,19 +303,7 @@ class OperatorActions:
     ) -> tuple[dict[str, Any], _Asked]:
         """Score the reply offline against the customer's last message (its stored sentiment when the desk had
         one); also returns what it was scored against, for the LLM judge."""
-        asked = (
-            (
-                await session.execute(
-                    select(Message)
-                    .where(Message.conversation_id == conversation_id)
-                    .where(Message.author == Author.CUSTOMER)
-                    .order_by(col(Message.id).desc())
-                    .limit(1)
-                )
-            )
-            .scalars()
-            .first()
-        )
+        asked = await _last_message(session, conversation_id, Author.CUSTOMER)
         question = asked.text if asked else ""
         language = language or detect_language(question or text)
         stored = (asked.meta or {}).get("sentiment_score") if asked else None
@@ -398,19 +386,7 @@ class OperatorActions:
             .scalars()
             .first()
         )
-        reply = (
-            (
-                await session.execute(
-                    select(Message)
-                    .where(Message.conversation_id == conversation_id)
-                    .where(Message.author == Author.OPERATOR)
-                    .order_by(col(Message.id).desc())
-                    .limit(1)
-                )
-            )
-            .scalars()
-            .first()
-        )
+        reply = await _last_message(session, conversation_id, Author.OPERATOR)
         if handoff is None or reply is None or not handoff.question:
             return None
         question: str | None = handoff.question
@@ -465,3 +441,15 @@ class OperatorActions:
     def _done(self, message: str, conversation_id: int, quality: dict[str, Any] | None = None) -> ActionResult:
         self._outbox.wake()
         return ActionResult(True, message, conversation_id, quality)
+
+
+async def _last_message(session: AsyncSession, conversation_id: int, author: Author) -> Message | None:
+    """The conversation's latest message by `author`."""
+    query = (
+        select(Message)
+        .where(Message.conversation_id == conversation_id)
+        .where(Message.author == author)
+        .order_by(col(Message.id).desc())
+        .limit(1)
+    )
+    return (await session.execute(query)).scalars().first()
