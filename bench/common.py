@@ -529,29 +529,31 @@ def cached_store_ready(n: int) -> dict[str, Any] | None:
 
 def synthetic_queries(n: int, count: int, seed: int = 5) -> list[str]:
     """Customer-like questions about the synthetic KB's topics, paraphrased (not copies of the questions)."""
+    return [text for text, _ in synthetic_labelled_queries(n, count, seed)]
+
+
+def synthetic_labelled_queries(n: int, count: int, seed: int = 5) -> list[tuple[str, str]]:
+    """(question, the article it is about), as synthetic_queries words them."""
     rng = random.Random(seed)
     articles = list(synthetic_articles(n))
     out = []
     for _ in range(count):
-        _id, lang, title, questions, _body = rng.choice(articles)
+        article_id, lang, title, questions, _body = rng.choice(articles)
         if lang == "ru":
-            out.append(
-                rng.choice(
-                    [
-                        f"подскажите, {questions[0][0].lower()}{questions[0][1:]}",
-                        f"{title.lower()} — как это сделать?",
-                        f"вопрос: {questions[1]}",
-                    ]
-                )
+            text = rng.choice(
+                [
+                    f"подскажите, {questions[0][0].lower()}{questions[0][1:]}",
+                    f"{title.lower()} — как это сделать?",
+                    f"вопрос: {questions[1]}",
+                ]
             )
         else:
-            out.append(
-                rng.choice(
-                    [
-                        f"hi, {questions[0][0].lower()}{questions[0][1:]}",
-                        f"question about {title.lower()}",
-                        f"{questions[1]} thanks",
-                    ]
-                )
+            text = rng.choice(
+                [
+                    f"hi, {questions[0][0].lower()}{questions[0][1:]}",
+                    f"question about {title.lower()}",
+                    f"{questions[1]} thanks",
+                ]
             )
+        out.append((text, article_id))
     return out

@@ -24,7 +24,7 @@ import numpy as np
 from bot.config import KnowledgeSettings
 from bot.embeddings import Embedder
 from bot.knowledge.articles import Article, ArticleError, article_files, chunk_text, decode_article
-from bot.knowledge.classifier import TopicClassifier
+from bot.knowledge.classifier import TopicClassifier, fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +74,14 @@ def answer_key(answer: str) -> str:
     """The same reply however it was typed (case, spacing, punctuation): taught answers to one topic pool."""
     words = re.findall(r"\w+", answer.casefold())
     return hashlib.sha256(" ".join(words).encode()).hexdigest()[:16]
+
+
+def article_versions(indexed: dict[str, tuple[str, str, str]]) -> dict[str, str]:
+    """Each article id's version: the hashes of the files that hold it (its translations)."""
+    files: dict[str, list[tuple[str, str, str]]] = {}
+    for path, (digest, article_id, lang) in indexed.items():
+        files.setdefault(article_id, []).append((lang, path, digest))
+    return {article: hashlib.sha256(repr(sorted(held)).encode()).hexdigest()[:16] for article, held in files.items()}
 
 
 def open_collection(settings: KnowledgeSettings, embedder_name: str) -> Any:
@@ -220,23 +228,23 @@ class KnowledgeIndex:
     # -- the topic classifier --------------------------------------------------------------------
 
     async def prepare_classifier(self, indexed: dict[str, tuple[str, str, str]] | None = None) -> None:
-        """Load the classifier trained on this exact KB, or train one (after any change to the articles).
+        """Load the classifier trained on this exact KB, or train it (after an edit: the edited articles).
 
         `indexed` is what `_indexed_files()` would return now, when the caller already has it."""
         if indexed is None:
             indexed = await asyncio.to_thread(self._indexed_files)
-        fingerprint = hashlib.sha256(repr(sorted(indexed.items())).encode()).hexdigest()
-        if self._classifier is not None and self._classifier.fingerprint == fingerprint:
-            return
-        saved = TopicClassifier.load(self._classifier_path) if self._classifier_path else None
-        if saved is not None and saved.fingerprint == fingerprint:
-            self._classifier = saved
+        versions = article_versions(indexed)
+        previous = self._classifier
+        if previous is None and self._classifier_path is not None:
+            previous = TopicClassifier.load(self._classifier_path)
+        if previous is not None and previous.fingerprint == fingerprint(versions):
+            self._classifier = previous
             return
         vectors, labels = await asyncio.to_thread(self._training_rows)
         if not labels:
             self._classifier = None
             return
-        self._classifier = await asyncio.to_thread(TopicClassifier.fit, vectors, labels, fingerprint)
+        self._classifier = await asyncio.to_thread(TopicClassifier.fit, vectors, labels, versions, previous)
         if self._classifier_path is not None:
             self._classifier.save(self._classifier_path)
 
