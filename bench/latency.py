@@ -29,6 +29,7 @@ import statistics
 import tempfile
 import time
 from collections import defaultdict
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,7 @@ from bot.analysis.language import detect_language
 from bot.analysis.sentiment import score_sentiment
 from bot.analyzer import MAX_QUERY_CHARS
 from bot.app import App, build_app
+from bot.desk import _context as read_context
 from bot.domain import Inbound
 from bot.retrieval import rank_topics
 from bot.storage.models import utcnow
@@ -126,7 +128,7 @@ class Bench:
             return now
 
         t = time.perf_counter()
-        context = await desk._context(inbound)
+        context = await self.app.transactions.run(partial(read_context, inbound))
         t = lap(STORAGE_READ, t)
         analysis = await analyzer.analyse(text, inbound.language_hint)
         lap(ANALYSIS, t)
@@ -155,7 +157,9 @@ class Bench:
         t = lap(ANSWER, t)
         desk._policy.reasons(analysis, answer, 0)
         t = lap(POLICY, t)
-        await desk._record(inbound, text, analysis, answer, context, utcnow(), started)
+        await self.app.transactions.run(
+            partial(desk._record, inbound, text, analysis, answer, context, utcnow(), started)
+        )
         lap(STORAGE_WRITE, t)
 
 

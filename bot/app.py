@@ -23,7 +23,7 @@ from bot.policy import HandoffPolicy
 from bot.ports import Responder
 from bot.prompts import PromptStore
 from bot.responders.offline import OfflineResponder
-from bot.storage.db import create_engine, migrate, sessions
+from bot.storage.db import Transactions, create_engine, migrate, sessions
 from bot.texts import Texts
 
 if TYPE_CHECKING:
@@ -37,6 +37,7 @@ class App:
     settings: Settings
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
+    transactions: Transactions
     index: KnowledgeIndex
     texts: Texts
     outbox: Outbox
@@ -60,6 +61,7 @@ class App:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.transactions.close()
         await self.engine.dispose()
 
 
@@ -123,6 +125,7 @@ async def build_app(settings: Settings, *, ingest: bool = True) -> App:
     engine = create_engine(settings.database.url)
     await migrate(engine)
     session_factory = sessions(engine)
+    transactions = Transactions(engine)
     index = build_index(settings)
     report = watcher = None
     if ingest and settings.knowledge.path.is_dir():
@@ -137,6 +140,8 @@ async def build_app(settings: Settings, *, ingest: bool = True) -> App:
     analyzer, responder = build_brain(settings, index, analyzer, prompts)
     policy = HandoffPolicy(settings.automation)
     hours = BusinessHours(settings.business_hours)
-    desk = Desk(session_factory, analyzer, responder, policy, texts, outbox, channel, hours)
+    desk = Desk(transactions, analyzer, responder, policy, texts, outbox, channel, hours)
     operators = OperatorActions(session_factory, texts, outbox, channel, index, build_judge(settings, prompts))
-    return App(settings, engine, session_factory, index, texts, outbox, desk, operators, report, prompts, watcher)
+    return App(
+        settings, engine, session_factory, transactions, index, texts, outbox, desk, operators, report, prompts, watcher
+    )

@@ -14,10 +14,11 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 from sqlmodel import col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
@@ -29,6 +30,7 @@ from bot.outbox import Outbox, enqueue
 from bot.pilot import Cohort
 from bot.policy import HandoffPolicy
 from bot.ports import Responder
+from bot.storage.db import Transactions
 from bot.storage.models import Conversation, Customer, Handoff, Message, utcnow
 from bot.texts import Texts
 
@@ -58,7 +60,7 @@ class Context:
 class Desk:
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        transactions: Transactions,
         analyzer: Analyzer,
         responder: Responder,
         policy: HandoffPolicy,
@@ -67,7 +69,7 @@ class Desk:
         queue_channel: str,
         hours: BusinessHours | None = None,
     ) -> None:
-        self._sessions = sessions
+        self._transactions = transactions
         self._analyzer = analyzer
         self._responder = responder
         self._policy = policy
@@ -91,7 +93,7 @@ class Desk:
         started, arrived = time.perf_counter(), utcnow()  # arrival, not storage, starts the response clock
         text = clean_text(inbound.text)
         async with self._lock(inbound.channel, inbound.chat_id):
-            context = await self._context(inbound)
+            context = await self._transactions.run(partial(_context, inbound))
             if context.duplicate:
                 return Decision("duplicate", conversation_id=0)
             analysis: Analysis | None = None
@@ -101,7 +103,8 @@ class Desk:
                 if inbound.kind == "text":
                     answer = await self._respond(text, analysis, context.history)
             try:
-                decision = await self._record(inbound, text, analysis, answer, context, arrived, started)
+                record = partial(self._record, inbound, text, analysis, answer, context, arrived, started)
+                decision = await self._transactions.run(record)
             except IntegrityError:  # the same message arrived twice at once: the other copy won
                 return Decision("duplicate", conversation_id=0)
         self._outbox.wake()
@@ -124,45 +127,7 @@ class Desk:
             log.exception("desk: responder failed")
             return Answer(text="", confidence=0.0, needs_human=True, reason=f"responder failed: {type(exc).__name__}")
 
-    async def _context(self, inbound: Inbound) -> Context:
-        # One statement for a first message: a message id already stored belongs to this chat's conversation.
-        seen = (
-            select(Message.id)
-            .where(Message.channel == inbound.channel)
-            .where(Message.external_id == inbound.message_id)
-            .exists()
-        )
-        query = _latest_conversation(inbound.channel, inbound.chat_id).add_columns(seen.label("seen"))
-        async with self._sessions() as session:
-            latest = (await session.execute(query)).first()
-            if latest is None:
-                return Context(False, None, [], {})
-            conversation, duplicate = latest
-            if duplicate:
-                return Context(True, None, [], {})
-            rows = (
-                (
-                    await session.execute(
-                        select(Message)
-                        .where(Message.conversation_id == conversation.id)
-                        .order_by(col(Message.id).desc())
-                        .limit(HISTORY)
-                    )
-                )
-                .scalars()
-                .all()
-            )
-        since = conversation.resolved_at
-        repeats: dict[str, int] = {}
-        for message in rows:
-            if since is not None and message.created_at <= since:
-                break
-            if message.author == Author.BOT and message.meta.get("topic"):
-                repeats[message.meta["topic"]] = repeats.get(message.meta["topic"], 0) + 1
-        history = [(m.author, m.text) for m in reversed(rows) if m.author != Author.NOTE]
-        return Context(False, State(conversation.state), history, repeats)
-
-    async def _record(
+    def _record(
         self,
         inbound: Inbound,
         text: str,
@@ -171,84 +136,84 @@ class Desk:
         context: Context,
         arrived: datetime,
         started: float,
+        session: Session,
     ) -> Decision:
-        async with self._sessions() as session, session.begin():
-            customer, first_contact = await self._customer(session, inbound, analysis)
-            # The customer row is locked now; re-read the conversation under that lock (unless there can be none).
-            latest = (
-                None
-                if first_contact
-                else (await session.execute(_latest_conversation(inbound.channel, inbound.chat_id))).scalars().first()
+        customer, first_contact = _customer(session, inbound, analysis)
+        # The customer row is locked now; re-read the conversation under that lock (unless there can be none).
+        latest = (
+            None
+            if first_contact
+            else session.execute(_latest_conversation(inbound.channel, inbound.chat_id)).scalars().first()
+        )
+        conversation = latest or Conversation(customer_id=customer.id or 0, created_at=arrived)
+        if latest is None:
+            session.add(conversation)
+        elif conversation.state == State.RESOLVED:
+            conversation.state = State.BOT
+            conversation.operator = None
+            record_event(session, conversation, "reopened")
+        conversation.updated_at = utcnow()
+        if analysis is not None:
+            conversation.topic = analysis.topic or conversation.topic
+            conversation.priority = analysis.priority
+        owned = conversation.state in OWNED
+        ignored = not owned and not text and inbound.kind == "text"
+        reasons: tuple[Reason, ...] = ()
+        cohort = self._policy.cohort(inbound.channel, inbound.chat_id)
+        if not owned and not ignored:
+            repeats = context.repeats_by_topic.get(analysis.topic or "", 0) if analysis else 0
+            reasons = self._reasons(inbound, analysis, answer, repeats, cohort)
+            if reasons:  # set before the flush: the row is written once, not inserted and then updated
+                conversation.state = State.WAITING_OPERATOR
+        session.flush()
+        assert conversation.id is not None
+        message = Message(
+            conversation_id=conversation.id,
+            author=Author.CUSTOMER,
+            channel=inbound.channel,
+            external_id=inbound.message_id,
+            kind=inbound.kind,
+            text=text,
+            meta=_message_meta(inbound, analysis),
+            created_at=arrived,
+        )
+        session.add(message)
+        record_event(session, conversation, "message_in", at=arrived, kind=inbound.kind)
+        if owned:
+            enqueue(
+                session,
+                self.queue_channel,
+                "customer_message",
+                {
+                    "conversation_id": conversation.id,
+                    "thread": conversation.queue_thread,
+                    "text": text,
+                    "kind": inbound.kind,
+                    "attachments": message.meta.get("attachments", []),
+                    "customer": customer.name,
+                },
+                conversation.id,
             )
-            conversation = latest or Conversation(customer_id=customer.id or 0, created_at=arrived)
-            if latest is None:
-                session.add(conversation)
-            elif conversation.state == State.RESOLVED:
-                conversation.state = State.BOT
-                conversation.operator = None
-                record_event(session, conversation, "reopened")
-            conversation.updated_at = utcnow()
-            if analysis is not None:
-                conversation.topic = analysis.topic or conversation.topic
-                conversation.priority = analysis.priority
-            owned = conversation.state in OWNED
-            ignored = not owned and not text and inbound.kind == "text"
-            reasons: tuple[Reason, ...] = ()
-            cohort = self._policy.cohort(inbound.channel, inbound.chat_id)
-            if not owned and not ignored:
-                repeats = context.repeats_by_topic.get(analysis.topic or "", 0) if analysis else 0
-                reasons = self._reasons(inbound, analysis, answer, repeats, cohort)
-                if reasons:  # set before the flush: the row is written once, not inserted and then updated
-                    conversation.state = State.WAITING_OPERATOR
-            await session.flush()
-            assert conversation.id is not None
-            message = Message(
-                conversation_id=conversation.id,
-                author=Author.CUSTOMER,
-                channel=inbound.channel,
-                external_id=inbound.message_id,
-                kind=inbound.kind,
-                text=text,
-                meta=_message_meta(inbound, analysis),
-                created_at=arrived,
+            return Decision("forwarded", conversation.id, analysis)
+        if ignored:
+            return Decision("ignored", conversation.id)
+        if reasons:
+            handoff = self._hand_off(
+                session,
+                customer,
+                conversation,
+                text,
+                analysis,
+                answer,
+                reasons,
+                inbound.kind,
+                cohort,
+                latest is None,
             )
-            session.add(message)
-            record_event(session, conversation, "message_in", at=arrived, kind=inbound.kind)
-            if owned:
-                enqueue(
-                    session,
-                    self.queue_channel,
-                    "customer_message",
-                    {
-                        "conversation_id": conversation.id,
-                        "thread": conversation.queue_thread,
-                        "text": text,
-                        "kind": inbound.kind,
-                        "attachments": message.meta.get("attachments", []),
-                        "customer": customer.name,
-                    },
-                    conversation.id,
-                )
-                return Decision("forwarded", conversation.id, analysis)
-            if ignored:
-                return Decision("ignored", conversation.id)
-            if reasons:
-                handoff = await self._hand_off(
-                    session,
-                    customer,
-                    conversation,
-                    text,
-                    analysis,
-                    answer,
-                    reasons,
-                    inbound.kind,
-                    cohort,
-                    latest is None,
-                )
-                return Decision("handoff", conversation.id, analysis, answer, reasons, handoff.id)
-            assert analysis is not None and answer is not None
-            self._answer(session, customer, conversation, analysis, answer, started, cohort)
-            return Decision("answer", conversation.id, analysis, answer)
+            return Decision("handoff", conversation.id, analysis, answer, reasons, handoff.id)
+        assert analysis is not None and answer is not None
+        self._answer(session, customer, conversation, analysis, answer, started, cohort)
+        return Decision("answer", conversation.id, analysis, answer)
 
     def _reasons(
         self, inbound: Inbound, analysis: Analysis | None, answer: Answer | None, repeats: int, cohort: Cohort
@@ -257,31 +222,9 @@ class Desk:
             return (Reason.NOT_TEXT,)
         return self._policy.reasons(analysis, answer, repeats, cohort)
 
-    @staticmethod
-    async def _customer(session: AsyncSession, inbound: Inbound, analysis: Analysis | None) -> tuple[Customer, bool]:
-        """The customer, locked for this transaction, and whether they write for the first time."""
-        query = select(Customer).where(Customer.channel == inbound.channel).where(Customer.chat_id == inbound.chat_id)
-        customer = (await session.execute(query.with_for_update())).scalars().first()
-        first_contact = customer is None
-        if customer is None:
-            customer = Customer(
-                channel=inbound.channel,
-                chat_id=inbound.chat_id,
-                name=inbound.name,
-                language=analysis.language if analysis else "",
-            )
-            session.add(customer)
-            await session.flush()
-        customer.blocked = False  # they wrote to us, so they can be written to
-        if inbound.name:
-            customer.name = inbound.name
-        if analysis is not None:
-            customer.language = analysis.language
-        return customer, first_contact
-
     def _answer(
         self,
-        session: AsyncSession,
+        session: Session,
         customer: Customer,
         conversation: Conversation,
         analysis: Analysis,
@@ -316,9 +259,9 @@ class Desk:
             **spent(analysis, answer),  # LLM tokens of this message, for the report's ROI
         )
 
-    async def _hand_off(
+    def _hand_off(
         self,
-        session: AsyncSession,
+        session: Session,
         customer: Customer,
         conversation: Conversation,
         text: str,
@@ -341,10 +284,10 @@ class Desk:
             draft=answer.text if answer else "",
             sources=list(answer.sources) if answer else [],
         )
-        last = [(str(Author.CUSTOMER), text)] if new_conversation else await _recent(session, conversation)
+        last = [(str(Author.CUSTOMER), text)] if new_conversation else _recent(session, conversation)
         handoff.summary = (answer.summary if answer else "") or summarize(last, analysis, kind)
         session.add(handoff)
-        await session.flush()
+        session.flush()
         enqueue(
             session,
             self.queue_channel,
@@ -394,6 +337,56 @@ class Desk:
         return handoff
 
 
+def _context(inbound: Inbound, session: Session) -> Context:
+    # One statement for a first message: a message id already stored belongs to this chat's conversation.
+    seen = (
+        select(Message.id)
+        .where(Message.channel == inbound.channel)
+        .where(Message.external_id == inbound.message_id)
+        .exists()
+    )
+    query = _latest_conversation(inbound.channel, inbound.chat_id).add_columns(seen.label("seen"))
+    latest = session.execute(query).first()
+    if latest is None:
+        return Context(False, None, [], {})
+    conversation, duplicate = latest
+    if duplicate:
+        return Context(True, None, [], {})
+    query = select(Message).where(Message.conversation_id == conversation.id).order_by(col(Message.id).desc())
+    rows = session.execute(query.limit(HISTORY)).scalars().all()
+    since = conversation.resolved_at
+    repeats: dict[str, int] = {}
+    for message in rows:
+        if since is not None and message.created_at <= since:
+            break
+        if message.author == Author.BOT and message.meta.get("topic"):
+            repeats[message.meta["topic"]] = repeats.get(message.meta["topic"], 0) + 1
+    history = [(m.author, m.text) for m in reversed(rows) if m.author != Author.NOTE]
+    return Context(False, State(conversation.state), history, repeats)
+
+
+def _customer(session: Session, inbound: Inbound, analysis: Analysis | None) -> tuple[Customer, bool]:
+    """The customer, locked for this transaction, and whether they write for the first time."""
+    query = select(Customer).where(Customer.channel == inbound.channel).where(Customer.chat_id == inbound.chat_id)
+    customer = session.execute(query.with_for_update()).scalars().first()
+    first_contact = customer is None
+    if customer is None:
+        customer = Customer(
+            channel=inbound.channel,
+            chat_id=inbound.chat_id,
+            name=inbound.name,
+            language=analysis.language if analysis else "",
+        )
+        session.add(customer)
+        session.flush()
+    customer.blocked = False  # they wrote to us, so they can be written to
+    if inbound.name:
+        customer.name = inbound.name
+    if analysis is not None:
+        customer.language = analysis.language
+    return customer, first_contact
+
+
 def _latest_conversation(channel: str, chat_id: str) -> SelectOfScalar[Conversation]:
     return (
         select(Conversation)
@@ -405,7 +398,7 @@ def _latest_conversation(channel: str, chat_id: str) -> SelectOfScalar[Conversat
     )
 
 
-async def _recent(session: AsyncSession, conversation: Conversation) -> list[tuple[str, str]]:
+def _recent(session: Session, conversation: Conversation) -> list[tuple[str, str]]:
     """The last few turns since the conversation's last resolution (what came before is closed)."""
     query = (
         select(Message.author, Message.text)
@@ -414,7 +407,7 @@ async def _recent(session: AsyncSession, conversation: Conversation) -> list[tup
     )
     if conversation.resolved_at is not None:
         query = query.where(Message.created_at > conversation.resolved_at)
-    history = (await session.execute(query.order_by(col(Message.id).desc()).limit(6))).all()
+    history = session.execute(query.order_by(col(Message.id).desc()).limit(6)).all()
     return [(str(a), str(t)) for a, t in reversed(history)]
 
 

@@ -6,13 +6,14 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from bot.outbox import enqueue
 from bot.storage.models import Conversation, Customer, Event, utcnow
 
 
 def record_event(
-    session: AsyncSession,
+    session: Session | AsyncSession,
     conversation: Conversation,
     type_: str,
     operator: str | None = None,
@@ -26,7 +27,7 @@ def record_event(
 
 
 def send_to_customer(
-    session: AsyncSession,
+    session: Session | AsyncSession,
     customer: Customer,
     conversation: Conversation,
     text: str,

@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
 from bot.config import OutboxSettings
@@ -27,7 +28,7 @@ PARALLEL_CONVERSATIONS = 8  # deliveries in flight at once, each to a different 
 
 
 def enqueue(
-    session: AsyncSession,
+    session: Session | AsyncSession,
     channel: str,
     kind: str,
     payload: dict[str, Any],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -9,9 +10,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import SQLModel
+from sqlalchemy.orm import Session
+from sqlmodel import SQLModel, select
 
-from bot.storage.db import create_engine, migrate, sessions
+from bot.storage.db import Transactions, create_engine, migrate, sessions
 from bot.storage.models import Conversation, Customer, Message
 
 TABLES = {"customer", "conversation", "message", "handoff", "feedback", "event", "delivery"}
@@ -53,8 +55,38 @@ async def _check(url: str) -> None:
         with pytest.raises(IntegrityError):  # the idempotency key of inbound messages
             async with factory() as session, session.begin():
                 session.add(Message(conversation_id=1, author="customer", channel="telegram", external_id="1:1"))
+        await _check_transactions(Transactions(engine))
     finally:
         await engine.dispose()
+
+
+async def _check_transactions(transactions: Transactions) -> None:
+    """A transaction written as a function of a Session: committed whole, or not at all."""
+
+    def add(text: str, external_id: str, fail: bool = False) -> Callable[[Session], int]:
+        def work(session: Session) -> int:
+            message = Message(conversation_id=1, author="bot", channel="telegram", external_id=external_id, text=text)
+            session.add(message)
+            session.flush()
+            if fail:
+                raise RuntimeError("the desk failed halfway")
+            return message.id or 0
+
+        return work
+
+    def texts(session: Session) -> list[tuple[str, bool]]:
+        rows = session.execute(select(Message).where(Message.author == "bot")).scalars().all()
+        return [(m.text, m.created_at.tzinfo is not None) for m in rows]
+
+    try:
+        assert await transactions.run(add("answered", "2:1")) > 1
+        with pytest.raises(RuntimeError):
+            await transactions.run(add("half done", "2:2", fail=True))
+        with pytest.raises(IntegrityError):
+            await transactions.run(add("the same message again", "2:1"))
+        assert await transactions.run(texts) == [("answered", True)]
+    finally:
+        await transactions.close()
 
 
 async def test_sqlite_schema(tmp_path: Path) -> None:
