@@ -135,7 +135,7 @@ async def build_app(settings: Settings, *, ingest: bool = True) -> App:
     else:
         await index.prepare_classifier()
     analyzer = Analyzer(index, settings.knowledge.top_k, texts.default_language)
-    outbox = Outbox(session_factory, settings.outbox)
+    outbox = Outbox(transactions, settings.outbox)
     channel = queue_channel(settings)
     analyzer, responder = build_brain(settings, index, analyzer, prompts)
     policy = HandoffPolicy(settings.automation)

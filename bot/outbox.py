@@ -11,14 +11,16 @@ import contextlib
 import logging
 from collections.abc import Callable
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
 from bot.config import OutboxSettings
 from bot.ports import RetryLater, Sender, Undeliverable
+from bot.storage.db import Transactions
 from bot.storage.models import Conversation, Customer, Delivery, utcnow
 
 log = logging.getLogger(__name__)
@@ -45,11 +47,11 @@ def enqueue(
 class Outbox:
     def __init__(
         self,
-        sessions: async_sessionmaker[AsyncSession],
+        transactions: Transactions,
         settings: OutboxSettings,
         senders: dict[str, Sender] | None = None,
     ) -> None:
-        self._sessions = sessions
+        self._transactions = transactions
         self._settings = settings
         self._senders: dict[str, Sender] = dict(senders or {})
         self._wake = asyncio.Event()
@@ -100,33 +102,10 @@ class Outbox:
         return sum(await asyncio.gather(*(in_order(rows) for rows in queues.values())))
 
     async def _claim(self, limit: int) -> list[Delivery]:
-        now = utcnow()
-        async with self._sessions() as session, session.begin():
-            query = (
-                select(Delivery)
-                .where(Delivery.status == "pending")
-                .where(col(Delivery.channel).in_(list(self._senders)))
-                .order_by(col(Delivery.id))
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            )
-            rows = list((await session.execute(query)).scalars())
-            waiting: set[tuple[str, int | None]] = set()
-            claimed = []
-            for row in rows:
-                key = (row.channel, row.conversation_id)
-                if row.next_attempt_at > now or (key in waiting and row.conversation_id is not None):
-                    waiting.add(key)  # an earlier message of this conversation is not due yet
-                    continue
-                row.next_attempt_at = now + LEASE
-                claimed.append(row)
-        return claimed
+        return await self._transactions.run(partial(_claim, list(self._senders), limit))
 
     async def _release(self, delivery: Delivery) -> None:
-        async with self._sessions() as session, session.begin():
-            row = await session.get(Delivery, delivery.id)
-            if row is not None:
-                row.next_attempt_at = utcnow()
+        await self._transactions.run(partial(_release, delivery.id))
 
     async def _deliver(self, delivery: Delivery) -> bool:
         sender = self._senders[delivery.channel]
@@ -160,32 +139,68 @@ class Outbox:
         backoff = min(self._settings.backoff_s * 2 ** (attempts - 1), self._settings.max_backoff_s)
         delay = after_s if after_s is not None else backoff
         log.info("outbox: delivery %s to %s will retry in %.1fs: %s", delivery.id, delivery.channel, delay, error)
-        async with self._sessions() as session, session.begin():
-            row = await session.get(Delivery, delivery.id)
-            if row is not None:
-                row.attempts = attempts
-                row.last_error = error[:500]
-                row.next_attempt_at = utcnow() + timedelta(seconds=delay)
+        await self._transactions.run(partial(_retry, delivery.id, attempts, error, delay))
 
     async def _finish(
         self, delivery: Delivery, status: str, error: str, ref: str | None = None, undeliverable: bool = False
     ) -> None:
-        async with self._sessions() as session, session.begin():
-            row = await session.get(Delivery, delivery.id)
-            if row is None:
-                return
-            row.status = status
-            row.last_error = error[:500]
-            row.attempts += 1
-            if status == "sent":
-                row.sent_at = utcnow()
-                row.ref = ref
-            if ref and row.kind == "handoff" and row.conversation_id is not None:
-                conversation = await session.get(Conversation, row.conversation_id)
-                if conversation is not None:
-                    conversation.queue_thread = ref
-            if undeliverable and row.conversation_id is not None:
-                owner = await session.get(Conversation, row.conversation_id)
-                customer = await session.get(Customer, owner.customer_id) if owner is not None else None
-                if customer is not None and customer.channel == row.channel:
-                    customer.blocked = True  # e.g. the customer blocked the bot: stop writing to them
+        await self._transactions.run(partial(_finish, delivery.id, status, error, ref, undeliverable))
+
+
+def _claim(channels: list[str], limit: int, session: Session) -> list[Delivery]:
+    now = utcnow()
+    query = (
+        select(Delivery)
+        .where(Delivery.status == "pending")
+        .where(col(Delivery.channel).in_(channels))
+        .order_by(col(Delivery.id))
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    waiting: set[tuple[str, int | None]] = set()
+    claimed = []
+    for row in session.execute(query).scalars():
+        key = (row.channel, row.conversation_id)
+        if row.next_attempt_at > now or (key in waiting and row.conversation_id is not None):
+            waiting.add(key)  # an earlier message of this conversation is not due yet
+            continue
+        row.next_attempt_at = now + LEASE
+        claimed.append(row)
+    return claimed
+
+
+def _release(delivery_id: int | None, session: Session) -> None:
+    row = session.get(Delivery, delivery_id)
+    if row is not None:
+        row.next_attempt_at = utcnow()
+
+
+def _retry(delivery_id: int | None, attempts: int, error: str, delay: float, session: Session) -> None:
+    row = session.get(Delivery, delivery_id)
+    if row is not None:
+        row.attempts = attempts
+        row.last_error = error[:500]
+        row.next_attempt_at = utcnow() + timedelta(seconds=delay)
+
+
+def _finish(
+    delivery_id: int | None, status: str, error: str, ref: str | None, undeliverable: bool, session: Session
+) -> None:
+    row = session.get(Delivery, delivery_id)
+    if row is None:
+        return
+    row.status = status
+    row.last_error = error[:500]
+    row.attempts += 1
+    if status == "sent":
+        row.sent_at = utcnow()
+        row.ref = ref
+    if ref and row.kind == "handoff" and row.conversation_id is not None:
+        conversation = session.get(Conversation, row.conversation_id)
+        if conversation is not None:
+            conversation.queue_thread = ref
+    if undeliverable and row.conversation_id is not None:
+        owner = session.get(Conversation, row.conversation_id)
+        customer = session.get(Customer, owner.customer_id) if owner is not None else None
+        if customer is not None and customer.channel == row.channel:
+            customer.blocked = True  # e.g. the customer blocked the bot: stop writing to them
