@@ -132,6 +132,18 @@ NOUNS = [
     "barrel",
     "canoe",
     "dartboard",
+    "bucket",
+    "cushion",
+    "doormat",
+    "faucet",
+    "goggles",
+    "harp",
+    "inkwell",
+    "jigsaw",
+    "keyboard",
+    "ladle",
+    "mitten",
+    "notebook",
 ]
 
 

@@ -49,11 +49,12 @@ def _logsumexp(z: np.ndarray) -> np.ndarray:
 
 
 class _Adam:
-    def __init__(self, shape_w: tuple[int, int], rate: float) -> None:
-        self.w = np.zeros(shape_w, np.float32)
-        self.b = np.zeros(shape_w[0], np.float32)
-        self._m: list[np.ndarray] = [np.zeros_like(self.w), np.zeros_like(self.b)]
-        self._v: list[np.ndarray] = [np.zeros_like(self.w), np.zeros_like(self.b)]
+    """Adam on the arrays (w, b), updated in place."""
+
+    def __init__(self, w: np.ndarray, b: np.ndarray, rate: float) -> None:
+        self.w, self.b = w, b
+        self._m: list[np.ndarray] = [np.zeros_like(w), np.zeros_like(b)]
+        self._v: list[np.ndarray] = [np.zeros_like(w), np.zeros_like(b)]
         self._rate = rate
         self._step = 0
 
@@ -74,7 +75,7 @@ def _fit_rows(
     `target` is each example's own article among the rows (-1: a frozen one), `frozen_lse` the
     log-sum-exp of its frozen competitors' logits, `competes` which rows it competes with (None: all).
     Gradients are divided by `total`, the size of the whole training set: the full objective's."""
-    opt = _Adam((rows, x.shape[1]), LEARNING_RATE)
+    opt = _Adam(np.zeros((rows, x.shape[1]), np.float32), np.zeros(rows, np.float32), LEARNING_RATE)
     onehot = np.zeros((len(x), rows), np.float32)
     own = np.flatnonzero(target >= 0)
     onehot[own, target[own]] = 1
@@ -106,71 +107,78 @@ def _candidates(x: np.ndarray, y: np.ndarray, centroids: np.ndarray) -> np.ndarr
     return candidates
 
 
-def train(x: np.ndarray, y: np.ndarray, classes: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def _fit_candidates(
+    x: np.ndarray, candidates: np.ndarray, w: np.ndarray, b: np.ndarray, rows: np.ndarray, steps: int, scale: float
+) -> None:
+    """Mini-batch Adam on `rows` of (w, b), in place: each example against its own candidate articles.
+
+    The other articles' rows take part in the softmax but stay as they are. `scale` is the examples'
+    share of the whole training set, so the objective is the full one restricted to these rows."""
+    every_row = len(rows) == len(b)
+    opt = _Adam(w, b, LEARNING_RATE) if every_row else _Adam(w[rows], b[rows], LEARNING_RATE)
+    position = np.full(len(b), -1, np.int64)
+    position[rows] = np.arange(len(rows))
+    rng = np.random.default_rng(0)
+    for _ in range(steps):
+        batch = rng.choice(len(x), size=min(BATCH, len(x)), replace=False)
+        xb, cb = x[batch], candidates[batch]
+        grad = _softmax(np.einsum("bkd,bd->bk", w[cb], xb) + b[cb])
+        grad[:, 0] -= 1
+        grad *= scale / len(batch)
+        # Sum the per-(example, article) gradients into the trained rows (sort + reduceat: fast).
+        flat = position[cb].ravel()
+        pairs = np.flatnonzero(flat >= 0)  # frozen articles get no gradient
+        if not len(pairs):
+            continue
+        order = pairs[np.argsort(flat[pairs], kind="stable")]
+        sorted_rows = flat[order]
+        starts = np.flatnonzero(np.r_[True, sorted_rows[1:] != sorted_rows[:-1]])
+        example = order // cb.shape[1]
+        values = grad.ravel()[order]
+        grad_w = np.zeros_like(opt.w)
+        grad_b = np.zeros_like(opt.b)
+        grad_w[sorted_rows[starts]] = np.add.reduceat(values[:, None] * xb[example], starts, axis=0)
+        grad_b[sorted_rows[starts]] = np.add.reduceat(values, starts)
+        opt.update(grad_w + L2 * opt.w, grad_b)
+        if not every_row:
+            w[rows], b[rows] = opt.w, opt.b
+
+
+def train(x: np.ndarray, y: np.ndarray, classes: int) -> tuple[np.ndarray, np.ndarray]:
     """Multinomial logistic regression (mean cross-entropy + L2), Adam from zero weights."""
     if classes <= FULL_SOFTMAX_MAX:
         return _fit_rows(x, y, classes, np.full(len(x), -np.inf, np.float32), None, len(x))
     # Large KB: each example against its own article and the articles whose centroids are nearest.
-    opt = _Adam((classes, x.shape[1]), LEARNING_RATE)
-    candidates = _candidates(x, y, _centroids(x, y, classes))
-    rng = np.random.default_rng(seed)
-    for _ in range(STEPS):
-        rows = rng.choice(len(x), size=min(BATCH, len(x)), replace=False)
-        xb, cb = x[rows], candidates[rows]
-        grad = _softmax(np.einsum("bkd,bd->bk", opt.w[cb], xb) + opt.b[cb])
-        grad[:, 0] -= 1
-        grad /= len(rows)
-        # Sum the per-(example, article) gradients into the touched articles (sort + reduceat: fast).
-        flat = cb.ravel()
-        order = np.argsort(flat, kind="stable")
-        sorted_flat = flat[order]
-        starts = np.flatnonzero(np.r_[True, sorted_flat[1:] != sorted_flat[:-1]])
-        touched = sorted_flat[starts]
-        example = np.repeat(np.arange(len(rows)), cb.shape[1])[order]
-        values = grad.ravel()[order]
-        grad_w = np.zeros_like(opt.w)
-        grad_b = np.zeros_like(opt.b)
-        grad_w[touched] = np.add.reduceat(values[:, None] * xb[example], starts, axis=0)
-        grad_b[touched] = np.add.reduceat(values, starts)
-        opt.update(grad_w + L2 * opt.w, grad_b)
-    return opt.w, opt.b
+    w = np.zeros((classes, x.shape[1]), np.float32)
+    b = np.zeros(classes, np.float32)
+    _fit_candidates(x, _candidates(x, y, _centroids(x, y, classes)), w, b, np.arange(classes), STEPS, 1.0)
+    return w, b
 
 
 def retrain(x: np.ndarray, y: np.ndarray, w: np.ndarray, b: np.ndarray, rows: np.ndarray) -> None:
     """Train `rows` of (w, b) again from zero, in place, every other article frozen.
 
-    Only the examples that meet a trained row take part: all of them for a full softmax; for a large
-    KB those of the trained articles and of their nearest articles, against their usual candidates.
-    The frozen competitors' share of each softmax is computed once, so an epoch costs examples x
-    trained rows instead of examples x articles."""
-    classes, total = len(b), len(x)
-    trained = np.zeros(classes, bool)
+    Only the examples that meet a trained row take part: all of them for a full softmax (whose frozen
+    share of each softmax is computed once, so an epoch costs examples x trained rows); for a large
+    KB, the examples with a trained article among their usual candidates, for as many passes over
+    them as a full training makes over all examples."""
+    w[rows], b[rows] = 0, 0
+    trained = np.zeros(len(b), bool)
     trained[rows] = True
-    position = np.full(classes, -1, np.int64)
-    position[rows] = np.arange(len(rows))
-    competes: np.ndarray | None = None
-    if classes <= FULL_SOFTMAX_MAX:
+    if len(b) <= FULL_SOFTMAX_MAX:
         frozen = np.flatnonzero(~trained)
         frozen_lse = np.concatenate(
             [_logsumexp(x[s : s + 2048] @ w[frozen].T + b[frozen]) for s in range(0, len(x), 2048)]
         )
-    else:
-        centroids = _centroids(x, y, classes)
-        near = np.argpartition(-(centroids[rows] @ centroids.T), HARD_NEGATIVES, axis=1)[:, : HARD_NEGATIVES + 1]
-        involved = trained.copy()
-        involved[near.ravel()] = True
-        examples = np.flatnonzero(involved[y])
-        candidates = _candidates(x[examples], y[examples], centroids)
-        meets = trained[candidates]
-        keep = meets.any(axis=1)  # an example that meets no trained row teaches them nothing
-        examples, candidates, meets = examples[keep], candidates[keep], meets[keep]
-        x, y = x[examples], y[examples]
-        logits = np.einsum("bkd,bd->bk", w[candidates], x) + b[candidates]
-        frozen_lse = _logsumexp(np.where(meets, -np.inf, logits))
-        competes = np.zeros((len(x), len(rows)), bool)
-        example, slot = np.nonzero(meets)
-        competes[example, position[candidates[example, slot]]] = True
-    w[rows], b[rows] = _fit_rows(x, position[y], len(rows), frozen_lse, competes, total)
+        position = np.full(len(b), -1, np.int64)
+        position[rows] = np.arange(len(rows))
+        w[rows], b[rows] = _fit_rows(x, position[y], len(rows), frozen_lse, None, len(x))
+        return
+    candidates = _candidates(x, y, _centroids(x, y, len(b)))
+    meets = trained[candidates].any(axis=1)
+    if meets.any():
+        steps = max(1, round(STEPS * meets.sum() / len(x)))
+        _fit_candidates(x[meets], candidates[meets], w, b, rows, steps, meets.sum() / len(x))
 
 
 class TopicClassifier:
@@ -197,16 +205,22 @@ class TopicClassifier:
         position = {article: i for i, article in enumerate(ids)}
         y = np.asarray([position[label] for label in labels], np.int64)
         x = np.asarray(vectors, np.float32)
-        touched = [i for i, a in enumerate(ids) if previous is None or previous.versions.get(a) != versions.get(a)]
-        if previous is None or previous._w.shape[1] != x.shape[1] or len(touched) > MAX_UPDATE_SHARE * len(ids):
-            weights, bias = train(x, y, len(ids))
-            return cls(ids, weights, bias, versions)
-        weights = np.zeros((len(ids), x.shape[1]), np.float32)
-        bias = np.zeros(len(ids), np.float32)
+        if previous is None or previous._w.shape[1] != x.shape[1]:
+            return cls(ids, *train(x, y, len(ids)), versions)
+        touched = [
+            i
+            for i, article in enumerate(ids)
+            if article not in previous._position or previous.versions.get(article) != versions.get(article)
+        ]
+        removed = len(set(previous.ids) - set(ids))
+        if len(touched) + removed > MAX_UPDATE_SHARE * len(ids):
+            return cls(ids, *train(x, y, len(ids)), versions)
         changed = set(touched)
         kept = [i for i in range(len(ids)) if i not in changed]
-        weights[kept] = previous._w[[previous._position[ids[i]] for i in kept]]
-        bias[kept] = previous._b[[previous._position[ids[i]] for i in kept]]
+        rows = [previous._position[ids[i]] for i in kept]
+        weights = np.zeros((len(ids), x.shape[1]), np.float32)
+        bias = np.zeros(len(ids), np.float32)
+        weights[kept], bias[kept] = previous._w[rows], previous._b[rows]
         if touched:
             retrain(x, y, weights, bias, np.asarray(touched, np.int64))
         return cls(ids, weights, bias, versions)

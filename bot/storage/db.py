@@ -14,7 +14,7 @@ from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 T = TypeVar("T")
 
@@ -26,10 +26,13 @@ def create_engine(url: str) -> AsyncEngine:
         path = url.split("///", 1)[-1]
         if path and ":memory:" not in path:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        engine = create_async_engine(url, connect_args=SQLITE_CONNECT)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(url, pool_pre_ping=True)
+
+
+SQLITE_CONNECT = {"timeout": 30}  # seconds a writer waits for another's lock before it fails
 
 
 class Transactions:
@@ -37,35 +40,36 @@ class Transactions:
 
     On a SQLite file the function runs in one worker thread of its own on the synchronous driver:
     one thread hop per transaction, where the async driver makes several per statement (on the
-    desk's path that was most of its cost beyond the model). Elsewhere it runs on the async engine
-    through SQLAlchemy's `run_sync`, so the same function serves PostgreSQL."""
+    desk's path that was most of its cost beyond the model). Transactions there run one at a time,
+    as SQLite writes do anyway; once started, one finishes even if its caller is cancelled.
+    Elsewhere it runs on the async engine through SQLAlchemy's `run_sync`, so the same function
+    serves PostgreSQL."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._sessions = sessions(engine)
-        self._sync: sessionmaker[Session] | None = None
+        self._engine: sqlalchemy.Engine | None = None
         self._thread: ThreadPoolExecutor | None = None
         url = engine.url
         if url.get_backend_name() == "sqlite" and url.database and ":memory:" not in url.database:
-            sync = sqlalchemy.create_engine(url.set(drivername="sqlite"), connect_args={"timeout": 30})
-            event.listen(sync, "connect", _sqlite_pragmas)
-            self._sync = sessionmaker(sync, expire_on_commit=False)
+            self._engine = sqlalchemy.create_engine(url.set(drivername="sqlite"), connect_args=SQLITE_CONNECT)
+            event.listen(self._engine, "connect", _sqlite_pragmas)
             self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
 
     async def run(self, work: Callable[[Session], T]) -> T:
-        if self._sync is None:
+        if self._engine is None:
             async with self._sessions() as session, session.begin():
                 return await session.run_sync(work)
         return await asyncio.get_running_loop().run_in_executor(self._thread, self._in_thread, work)
 
     def _in_thread(self, work: Callable[[Session], T]) -> T:
-        assert self._sync is not None
-        with self._sync() as session, session.begin():
+        with Session(self._engine, expire_on_commit=False) as session, session.begin():
             return work(session)
 
     async def close(self) -> None:
-        if self._sync is not None and self._thread is not None:
-            await asyncio.get_running_loop().run_in_executor(self._thread, self._sync.kw["bind"].dispose)
-            self._thread.shutdown()
+        thread, self._thread = self._thread, None
+        if thread is not None and self._engine is not None:
+            await asyncio.get_running_loop().run_in_executor(thread, self._engine.dispose)
+            thread.shutdown(wait=False)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
