@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/classifier_update.py           # BANKING77 (real data) and the 10,000-article store
     .venv/bin/python bench/classifier_update.py --quick   # BANKING77 with 20 intents, the 10k part skipped
+    .venv/bin/python bench/classifier_update.py --part banking77|synthetic
 
 Both sides get the same training rows, made as the index makes them (each question embedded as a
 query and as a passage, the title as a query) with the local embedder, and the same edit:
@@ -155,16 +156,19 @@ async def synthetic(embedder: Embedder, n: int) -> None:
     )
 
 
-async def main(quick: bool) -> None:
+async def main(quick: bool, part: str) -> None:
     header("classifier update after an edit")
     embedder = create_embedder(bench_settings(Path(tempfile.gettempdir()), kb=Path(".")).embeddings)
     intents = json.loads((DATA / "categories.json").read_text())
-    await banking(embedder, intents[:20] if quick else intents)
-    if not quick:
+    if part in ("banking77", "both"):
+        await banking(embedder, intents[:20] if quick else intents)
+    if part in ("synthetic", "both") and not quick:
         await synthetic(embedder, 10_000)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="20 BANKING77 intents, no 10k part")
-    asyncio.run(main(parser.parse_args().quick))
+    parser.add_argument("--part", choices=("banking77", "synthetic", "both"), default="both")
+    args = parser.parse_args()
+    asyncio.run(main(args.quick, args.part))

@@ -84,6 +84,8 @@ async def test_talk_to_a_person_button_hands_off(desk: Harness, fake: FakeTelegr
     await fake.wait_for(lambda: len(fake.sent(CHAT)) == 2)
     assert "a person will reply here" in fake.texts(CHAT)[1]
     assert (await desk.conversation(CHAT)).state == State.WAITING_OPERATOR
+    # The press is answered once it is recorded; the handoff notice may reach the chat before that.
+    await fake.wait_for(lambda: len(fake.called("answerCallbackQuery")) == 1)
     assert [f.kind for f in await desk.feedback()] == ["not_helpful"]
     assert fake.called("answerCallbackQuery")[0].params["text"] == "Calling a person from the support team…"
 

@@ -81,6 +81,24 @@ def test_many_edits_train_every_row_again() -> None:
     assert not np.array_equal(before._w[untouched], after._w[untouched])
 
 
+def test_a_large_kb_tells_its_topics_apart_on_embeddings_that_share_a_direction(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Real embeddings share one large direction; the large-KB regime must still find the topic."""
+    monkeypatch.setattr(classifier_module, "FULL_SOFTMAX_MAX", 50)
+    monkeypatch.setattr(classifier_module, "HARD_NEGATIVES", 10)
+    monkeypatch.setattr(classifier_module, "STEPS", 800)
+    monkeypatch.setattr(classifier_module, "BATCH", 256)
+    count = 400
+    centers = np.random.default_rng(1).normal(size=(count, DIM)).astype(np.float32)
+    centers += 8 * np.random.default_rng(2).normal(size=DIM).astype(np.float32)  # the shared direction
+    names = [f"article-{i:03d}" for i in range(count)]
+    labels = np.repeat(np.arange(count), PER_ARTICLE)
+    model = TopicClassifier.fit(questions(centers, labels, 3, noise=1.2), [names[i] for i in labels], {})
+    held_out = np.repeat(np.arange(count), 3)
+    assert accuracy(model, questions(centers, held_out, 4, noise=1.2), [names[i] for i in held_out]) >= 0.9
+
+
 NOUNS = [
     "bicycle",
     "umbrella",
