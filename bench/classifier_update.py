@@ -31,8 +31,8 @@ from common import bench_settings, cached_store_ready, header, synthetic_labelle
 
 from bot.app import build_index
 from bot.embeddings import Embedder, create_embedder
-from bot.knowledge.classifier import MAX_UPDATE_SHARE, TopicClassifier
-from bot.knowledge.index import KnowledgeIndex
+from bot.knowledge.classifier import MAX_UPDATE_SHARE, TopicClassifier, fingerprint
+from bot.knowledge.index import KnowledgeIndex, article_versions
 
 EDITED_ARTICLES = 10
 
@@ -128,23 +128,21 @@ async def synthetic(embedder: Embedder, n: int) -> None:
         index: KnowledgeIndex = build_index(settings)
         started = time.perf_counter()
         x, labels = await asyncio.to_thread(index._training_rows)
+        versions = article_versions(await asyncio.to_thread(index._indexed_files))
         print(
             f"\n  read {len(labels):,} training rows from {synthetic_store(n)} in {time.perf_counter() - started:.1f} s"
         )
     ids = sorted(set(labels))
-    versions = {a: "v1" for a in ids}
     before = TopicClassifier.load(synthetic_store(n) / f"{index._collection.name}.classifier.npz")
-    if before is None or set(before.ids) != set(ids):
+    if before is None or before.fingerprint != fingerprint(versions):
         started = time.perf_counter()
         before = TopicClassifier.fit(x, labels, versions)
         print(f"  no saved classifier of this store: trained one in {time.perf_counter() - started:.0f} s")
-    else:
-        before = TopicClassifier(before.ids, before._w, before._b, versions)
     queries = synthetic_labelled_queries(n, 2000, seed=11)
     edited = set(ids[:: len(ids) // EDITED_ARTICLES][:EDITED_ARTICLES])
     queries += [(q, a) for q, a in synthetic_labelled_queries(n, 20000, seed=12) if a in edited][:200]
     vectors = await embed(embedder, [q for q, _ in queries])
-    new_versions = versions | dict.fromkeys(edited, "v2")
+    new_versions = versions | dict.fromkeys(edited, "edited")
     compare(
         f"synthetic KB, {n:,} articles (nearest candidates)",
         before,

@@ -68,21 +68,19 @@ class _Adam:
 
 
 def _fit_rows(
-    x: np.ndarray, target: np.ndarray, rows: int, frozen_lse: np.ndarray, competes: np.ndarray | None, total: int
+    x: np.ndarray, target: np.ndarray, w: np.ndarray, b: np.ndarray, frozen_lse: np.ndarray, total: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Full-batch Adam from zero for `rows` articles on examples `x` (the rest of the model frozen).
+    """Full-batch Adam from (w, b) for those rows' articles on examples `x` (the rest of the model frozen).
 
-    `target` is each example's own article among the rows (-1: a frozen one), `frozen_lse` the
-    log-sum-exp of its frozen competitors' logits, `competes` which rows it competes with (None: all).
-    Gradients are divided by `total`, the size of the whole training set: the full objective's."""
-    opt = _Adam(np.zeros((rows, x.shape[1]), np.float32), np.zeros(rows, np.float32), LEARNING_RATE)
-    onehot = np.zeros((len(x), rows), np.float32)
+    `target` is each example's own article among the rows (-1: a frozen one) and `frozen_lse` the
+    log-sum-exp of its frozen competitors' logits. Gradients are divided by `total`, the size of the
+    whole training set: the full objective's."""
+    opt = _Adam(w.copy(), b.copy(), LEARNING_RATE)
+    onehot = np.zeros((len(x), len(b)), np.float32)
     own = np.flatnonzero(target >= 0)
     onehot[own, target[own]] = 1
     for _ in range(EPOCHS):
         z = x @ opt.w.T + opt.b
-        if competes is not None:
-            z = np.where(competes, z, -np.inf)
         lse = np.logaddexp(frozen_lse, _logsumexp(z))
         grad = (np.exp(z - lse[:, None]) - onehot) / total
         opt.update(grad.T @ x + L2 * opt.w, grad.sum(0))
@@ -147,7 +145,10 @@ def _fit_candidates(
 def train(x: np.ndarray, y: np.ndarray, classes: int) -> tuple[np.ndarray, np.ndarray]:
     """Multinomial logistic regression (mean cross-entropy + L2), Adam from zero weights."""
     if classes <= FULL_SOFTMAX_MAX:
-        return _fit_rows(x, y, classes, np.full(len(x), -np.inf, np.float32), None, len(x))
+        none_frozen = np.full(len(x), -np.inf, np.float32)
+        return _fit_rows(
+            x, y, np.zeros((classes, x.shape[1]), np.float32), np.zeros(classes, np.float32), none_frozen, len(x)
+        )
     # Large KB: each example against its own article and the articles whose centroids are nearest.
     w = np.zeros((classes, x.shape[1]), np.float32)
     b = np.zeros(classes, np.float32)
@@ -156,13 +157,12 @@ def train(x: np.ndarray, y: np.ndarray, classes: int) -> tuple[np.ndarray, np.nd
 
 
 def retrain(x: np.ndarray, y: np.ndarray, w: np.ndarray, b: np.ndarray, rows: np.ndarray) -> None:
-    """Train `rows` of (w, b) again from zero, in place, every other article frozen.
+    """Train `rows` of (w, b) again from where they are, in place, every other article frozen.
 
     Only the examples that meet a trained row take part: all of them for a full softmax (whose frozen
     share of each softmax is computed once, so an epoch costs examples x trained rows); for a large
     KB, the examples with a trained article among their usual candidates, for as many passes over
     them as a full training makes over all examples."""
-    w[rows], b[rows] = 0, 0
     trained = np.zeros(len(b), bool)
     trained[rows] = True
     if len(b) <= FULL_SOFTMAX_MAX:
@@ -172,7 +172,7 @@ def retrain(x: np.ndarray, y: np.ndarray, w: np.ndarray, b: np.ndarray, rows: np
         )
         position = np.full(len(b), -1, np.int64)
         position[rows] = np.arange(len(rows))
-        w[rows], b[rows] = _fit_rows(x, position[y], len(rows), frozen_lse, None, len(x))
+        w[rows], b[rows] = _fit_rows(x, position[y], w[rows], b[rows], frozen_lse, len(x))
         return
     candidates = _candidates(x, y, _centroids(x, y, len(b)))
     meets = trained[candidates].any(axis=1)
@@ -246,8 +246,8 @@ class TopicClassifier:
             centroids = _centroids(x, y, len(ids))
         if not update or previous is None:
             return cls(ids, *train(x, y, len(ids)), versions, mean, centroids)
-        changed = set(touched)
-        kept = [i for i in range(len(ids)) if i not in changed]
+        # Rows start where they were (an edited article's too: it moved, it did not vanish); new ones at zero.
+        kept = [i for i, article in enumerate(ids) if article in previous._position]
         rows = [previous._position[ids[i]] for i in kept]
         weights = np.zeros((len(ids), x.shape[1]), np.float32)
         bias = np.zeros(len(ids), np.float32)
