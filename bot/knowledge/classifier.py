@@ -142,9 +142,11 @@ def _fit_candidates(
             w[rows], b[rows] = opt.w, opt.b
 
 
-def train(x: np.ndarray, y: np.ndarray, classes: int) -> tuple[np.ndarray, np.ndarray]:
-    """Multinomial logistic regression (mean cross-entropy + L2), Adam from zero weights."""
-    if classes <= FULL_SOFTMAX_MAX:
+def train(x: np.ndarray, y: np.ndarray, classes: int, centroids: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Multinomial logistic regression (mean cross-entropy + L2), Adam from zero weights.
+
+    `centroids` are the articles' (a large KB's; None for a full softmax)."""
+    if centroids is None:
         none_frozen = np.full(len(x), -np.inf, np.float32)
         return _fit_rows(
             x, y, np.zeros((classes, x.shape[1]), np.float32), np.zeros(classes, np.float32), none_frozen, len(x)
@@ -152,11 +154,13 @@ def train(x: np.ndarray, y: np.ndarray, classes: int) -> tuple[np.ndarray, np.nd
     # Large KB: each example against its own article and the articles whose centroids are nearest.
     w = np.zeros((classes, x.shape[1]), np.float32)
     b = np.zeros(classes, np.float32)
-    _fit_candidates(x, _candidates(x, y, _centroids(x, y, classes)), w, b, np.arange(classes), STEPS, 1.0)
+    _fit_candidates(x, _candidates(x, y, centroids), w, b, np.arange(classes), STEPS, 1.0)
     return w, b
 
 
-def retrain(x: np.ndarray, y: np.ndarray, w: np.ndarray, b: np.ndarray, rows: np.ndarray) -> None:
+def retrain(
+    x: np.ndarray, y: np.ndarray, w: np.ndarray, b: np.ndarray, rows: np.ndarray, centroids: np.ndarray | None
+) -> None:
     """Train `rows` of (w, b) again from where they are, in place, every other article frozen.
 
     Only the examples that meet a trained row take part: all of them for a full softmax (whose frozen
@@ -165,7 +169,7 @@ def retrain(x: np.ndarray, y: np.ndarray, w: np.ndarray, b: np.ndarray, rows: np
     them as a full training makes over all examples."""
     trained = np.zeros(len(b), bool)
     trained[rows] = True
-    if len(b) <= FULL_SOFTMAX_MAX:
+    if centroids is None:
         frozen = np.flatnonzero(~trained)
         frozen_lse = np.concatenate(
             [_logsumexp(x[s : s + 2048] @ w[frozen].T + b[frozen]) for s in range(0, len(x), 2048)]
@@ -174,7 +178,7 @@ def retrain(x: np.ndarray, y: np.ndarray, w: np.ndarray, b: np.ndarray, rows: np
         position[rows] = np.arange(len(rows))
         w[rows], b[rows] = _fit_rows(x, position[y], w[rows], b[rows], frozen_lse, len(x))
         return
-    candidates = _candidates(x, y, _centroids(x, y, len(b)))
+    candidates = _candidates(x, y, centroids)
     meets = trained[candidates].any(axis=1)
     if meets.any():
         steps = max(1, round(STEPS * meets.sum() / len(x)))
@@ -245,7 +249,7 @@ class TopicClassifier:
             x = _center(x, mean)
             centroids = _centroids(x, y, len(ids))
         if not update or previous is None:
-            return cls(ids, *train(x, y, len(ids)), versions, mean, centroids)
+            return cls(ids, *train(x, y, len(ids), centroids), versions, mean, centroids)
         # Rows start where they were (an edited article's too: it moved, it did not vanish); new ones at zero.
         kept = [i for i, article in enumerate(ids) if article in previous._position]
         rows = [previous._position[ids[i]] for i in kept]
@@ -253,7 +257,7 @@ class TopicClassifier:
         bias = np.zeros(len(ids), np.float32)
         weights[kept], bias[kept] = previous._w[rows], previous._b[rows]
         if touched:
-            retrain(x, y, weights, bias, np.asarray(touched, np.int64))
+            retrain(x, y, weights, bias, np.asarray(touched, np.int64), centroids)
         return cls(ids, weights, bias, versions, mean, centroids)
 
     def probabilities(self, vector: np.ndarray, near: Sequence[str] = ()) -> list[tuple[str, float]]:
