@@ -143,7 +143,7 @@ class Desk:
         latest = (
             None
             if first_contact
-            else session.execute(_latest_conversation(inbound.channel, inbound.chat_id)).scalars().first()
+            else session.execute(latest_conversation(inbound.channel, inbound.chat_id)).scalars().first()
         )
         conversation = latest or Conversation(customer_id=customer.id or 0, created_at=arrived)
         if latest is None:
@@ -345,7 +345,7 @@ def _context(inbound: Inbound, session: Session) -> Context:
         .where(Message.external_id == inbound.message_id)
         .exists()
     )
-    query = _latest_conversation(inbound.channel, inbound.chat_id).add_columns(seen.label("seen"))
+    query = latest_conversation(inbound.channel, inbound.chat_id).add_columns(seen.label("seen"))
     latest = session.execute(query).first()
     if latest is None:
         return Context(False, None, [], {})
@@ -387,7 +387,8 @@ def _customer(session: Session, inbound: Inbound, analysis: Analysis | None) -> 
     return customer, first_contact
 
 
-def _latest_conversation(channel: str, chat_id: str) -> SelectOfScalar[Conversation]:
+def latest_conversation(channel: str, chat_id: str) -> SelectOfScalar[Conversation]:
+    """The query for a chat's newest conversation (a customer's conversations follow one another)."""
     return (
         select(Conversation)
         .join(Customer)

@@ -16,9 +16,10 @@ from typing import TextIO
 from sqlmodel import col, select
 
 from bot.app import App
+from bot.desk import latest_conversation
 from bot.domain import Inbound
 from bot.operators import ActionResult
-from bot.storage.models import Conversation, Customer, Delivery, Handoff, Message
+from bot.storage.models import Conversation, Delivery, Handoff, Message
 
 CHANNEL, QUEUE = "console", "console-queue"
 CHAT_ID = "local"
@@ -173,15 +174,7 @@ class ConsoleChat:
 
     async def _conversation(self) -> Conversation | None:
         async with self._app.sessions() as session:
-            query = (
-                select(Conversation)
-                .join(Customer)
-                .where(Customer.channel == CHANNEL)
-                .where(Customer.chat_id == CHAT_ID)
-                .order_by(col(Conversation.id).desc())
-                .limit(1)
-            )
-            return (await session.execute(query)).scalars().first()
+            return (await session.execute(latest_conversation(CHANNEL, CHAT_ID))).scalars().first()
 
     async def _open_handoff(self, conversation_id: int) -> Handoff | None:
         async with self._app.sessions() as session:
