@@ -10,8 +10,9 @@ query and as a passage, the title as a query) with the local embedder, and the s
               may touch) get their next 10 training utterances instead: the phrasing an admin
               rewrote. Scored on test.csv: top-1 accuracy overall and on the edited intents.
   10k store   the synthetic store of bench/ingest.py (the large-KB regime: each example against its
-              nearest articles); 10 articles edited as bench/ingest.py edits them (body text: the
-              training rows stay, the versions change). Scored on 2,000 paraphrased questions.
+              nearest articles); 10 articles marked as changed with their training rows as they were
+              (the update's own drift: a real edit of their questions would also move the rows; an
+              edit of the body alone no longer re-trains anything). Scored on 2,000 paraphrased questions.
 Baseline: TopicClassifier.fit without the previous model (what every edit cost before).
 """
 

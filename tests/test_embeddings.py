@@ -21,6 +21,7 @@ from bot.embeddings import (
     OpenAIEmbedder,
     cpu_has_avx2,
     create_embedder,
+    engine_openmp,
 )
 from bot.knowledge.index import KnowledgeIndex, open_collection
 from tests.fakes.openai_server import FakeOpenAI
@@ -78,6 +79,19 @@ def test_local_model_is_chosen_on_this_machine() -> None:
     embedder = create_embedder(EmbeddingSettings())
     assert isinstance(embedder, LocalEmbedder)
     assert embedder.dimensions == 384 and embedder.name == "multilingual-e5-small"
+    questions, batches = embedder.threads  # the engine's own OpenMP runtime was found and is steered
+    assert questions == 1 and batches >= 1
+
+
+def test_openmp_runtime_lookup(tmp_path: Path) -> None:
+    maps = tmp_path / "maps"
+    maps.write_text("7f00-7f01 r-xp 00000000 08:01 1 /usr/lib/libc.so.6\n")
+    assert engine_openmp(maps) is None  # no OpenMP runtime loaded
+    maps.write_text(
+        "7f00-7f01 r-xp 00000000 08:01 1 /opt/a/libgomp.so.1\n7f02-7f03 r-xp 00000000 08:01 2 /opt/b/libgomp.so.1\n"
+    )
+    assert engine_openmp(maps) is None  # two foreign runtimes: no way to tell the engine's
+    assert engine_openmp(tmp_path / "missing") is None
 
 
 def test_no_avx2_falls_back_to_hashing(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:

@@ -198,6 +198,33 @@ async def test_a_restarted_index_updates_its_saved_classifier_after_an_edit(tmp_
         assert restarted.topic_probabilities(vector, [])[0][0] == article
 
 
+async def test_an_edit_of_the_body_alone_leaves_the_classifier_as_it_was(tmp_path: Path) -> None:
+    """The classifier learns an article's title and questions: a new body (or a new file name) keeps it."""
+    root = tmp_path / "knowledge"
+    for noun in NOUNS[:12]:
+        put(root, f"{noun}.md", article_text(noun, f"The {noun}", [f"Where can I buy a {noun}?"], f"{noun}s."))
+    embedder, saved = HashingEmbedder(), tmp_path / "chroma" / "classifier.npz"
+    collection = open_collection(KnowledgeSettings(store=tmp_path / "chroma"), embedder.name)
+    index = KnowledgeIndex(collection, embedder, classifier_path=saved)
+    await index.ingest(root)
+    trained = saved.read_bytes()
+
+    put(root, "violin.md", article_text("violin", "The violin", ["Where can I buy a violin?"], "Violins ship in May."))
+    (root / "ladder.md").rename(root / "tools-ladder.md")
+    report = await index.ingest(root)
+    assert (report.updated, report.added, report.removed) == (1, 1, 1)
+    assert saved.read_bytes() == trained  # neither trained nor written again
+    violin = index.article("violin", ["en"])
+    assert violin is not None and "Violins ship in May." in violin.body
+
+    retitled = article_text("violin", "The violin", ["Do you tune violins by the hour?"], "Violins ship in May.")
+    put(root, "violin.md", retitled)
+    await index.ingest(root)
+    assert saved.read_bytes() != trained
+    vector = await index.embed_query("Do you tune violins by the hour?")
+    assert index.topic_probabilities(vector, [])[0][0] == "violin"
+
+
 async def test_a_classifier_file_of_an_older_format_is_trained_anew(tmp_path: Path) -> None:
     root = tmp_path / "knowledge"
     put(root, "kettle.md", article_text("kettle", "The kettle", ["Is the kettle electric?"], "Yes."))

@@ -2,7 +2,9 @@
 
 One collection per embedding model, so switching models never mixes vectors. Every record carries
 the article id, title, lang, tags and the hash of the file it came from (with the chunk size):
-re-ingest compares hashes and touches only what changed.
+re-ingest compares hashes and touches only what changed. An article's title record also carries the
+hash of what the topic classifier learns from it (title and questions): a body-only edit leaves the
+classifier as it is.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import chromadb
 import numpy as np
@@ -77,12 +79,23 @@ def answer_key(answer: str) -> str:
     return hashlib.sha256(" ".join(words).encode()).hexdigest()[:16]
 
 
-def article_versions(indexed: dict[str, tuple[str, str, str]]) -> dict[str, str]:
-    """Each article id's version: the hashes of the files that hold it (its translations)."""
-    files: dict[str, list[tuple[str, str, str]]] = {}
-    for path, (digest, article_id, lang) in indexed.items():
-        files.setdefault(article_id, []).append((lang, path, digest))
-    return {article: hashlib.sha256(repr(sorted(held)).encode()).hexdigest()[:16] for article, held in files.items()}
+class IndexedFile(NamedTuple):
+    hash: str  # of the file's bytes and the index format
+    article_id: str
+    lang: str
+    learned: str  # of what the topic classifier learns from it: the title and the questions
+
+
+def learned_digest(article: Article) -> str:
+    return hashlib.sha256(repr((article.title, article.questions)).encode()).hexdigest()[:16]
+
+
+def article_versions(indexed: dict[str, IndexedFile]) -> dict[str, str]:
+    """Each article id's version for the classifier: what it learns from each translation."""
+    held: dict[str, list[tuple[str, str]]] = {}
+    for file in indexed.values():
+        held.setdefault(file.article_id, []).append((file.lang, file.learned))
+    return {article: hashlib.sha256(repr(sorted(of)).encode()).hexdigest()[:16] for article, of in held.items()}
 
 
 def open_collection(settings: KnowledgeSettings, embedder_name: str) -> Any:
@@ -128,9 +141,9 @@ class KnowledgeIndex:
             self._cached_article.cache_clear()
 
     async def _ingest(self, root: Path, report: IngestReport, started: float) -> IngestReport:
-        known = await asyncio.to_thread(self._indexed_files)  # path -> (hash, article id, lang)
+        known = await asyncio.to_thread(self._indexed_files)
         seen_paths: set[str] = set()
-        indexed_articles = {(article_id, lang) for _, article_id, lang in known.values()}
+        indexed_articles = {(file.article_id, file.lang) for file in known.values()}
         owners: dict[tuple[str, str], str] = {}  # (id, lang) -> path that holds it
         changed: list[tuple[str, str, Article]] = []  # (path, file hash, article)
         for file in article_files(root):
@@ -144,8 +157,8 @@ class KnowledgeIndex:
             # How a file was indexed is part of its hash: a new chunk size or record layout re-indexes everything.
             digest = hashlib.sha256(f"{INDEX_FORMAT} chunk_chars={self._chunk_chars}\n".encode() + raw).hexdigest()
             previous = known.get(rel)
-            if previous and previous[0] == digest:
-                owners.setdefault((previous[1], previous[2]), rel)
+            if previous and previous.hash == digest:
+                owners.setdefault((previous.article_id, previous.lang), rel)
                 report.unchanged += 1
                 continue
             try:
@@ -180,13 +193,15 @@ class KnowledgeIndex:
             log.warning("knowledge: skipped %s: %s", path, reason)
         return report
 
-    def _indexed_files(self) -> dict[str, tuple[str, str, str]]:
-        known: dict[str, tuple[str, str, str]] = {}
+    def _indexed_files(self) -> dict[str, IndexedFile]:
+        known: dict[str, IndexedFile] = {}
         page, offset = 5000, 0
         while True:
             batch = self._collection.get(where={"kind": TITLE}, include=["metadatas"], limit=page, offset=offset)
             for meta in batch["metadatas"] or []:
-                known[str(meta["path"])] = (str(meta["hash"]), str(meta["article_id"]), str(meta["lang"]))
+                digest = str(meta["hash"])
+                learned = str(meta.get("learned", digest))  # a store indexed before the field: the file's hash
+                known[str(meta["path"])] = IndexedFile(digest, str(meta["article_id"]), str(meta["lang"]), learned)
             if len(batch["ids"]) < page:
                 return known
             offset += page
@@ -206,7 +221,7 @@ class KnowledgeIndex:
         ids += [f"{article.id}:{article.lang}:{QUESTION}:{i}" for i in range(len(article.questions))]
         ids += [f"{article.id}:{article.lang}:{QUESTION_PASSAGE}:{i}" for i in range(len(article.questions))]
         ids += [f"{article.id}:{article.lang}:{CHUNK}:{i}" for i in range(len(chunks))]
-        metas = [{**base, "kind": TITLE, "n": 0}]
+        metas = [{**base, "kind": TITLE, "n": 0, "learned": learned_digest(article)}]
         metas += [{**base, "kind": QUESTION, "n": i} for i in range(len(article.questions))]
         metas += [{**base, "kind": QUESTION_PASSAGE, "n": i} for i in range(len(article.questions))]
         metas += [{**base, "kind": CHUNK, "n": i} for i in range(len(chunks))]
@@ -228,7 +243,7 @@ class KnowledgeIndex:
 
     # -- the topic classifier --------------------------------------------------------------------
 
-    async def prepare_classifier(self, indexed: dict[str, tuple[str, str, str]] | None = None) -> None:
+    async def prepare_classifier(self, indexed: dict[str, IndexedFile] | None = None) -> None:
         """Load the classifier trained on this exact KB, or train it (after an edit: the edited articles).
 
         `indexed` is what `_indexed_files()` would return now, when the caller already has it."""
