@@ -63,6 +63,7 @@ class App:
                 await task
         await self.transactions.close()
         await self.engine.dispose()
+        await self.index.close()
 
 
 def build_index(settings: Settings) -> KnowledgeIndex:

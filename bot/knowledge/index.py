@@ -356,6 +356,9 @@ class KnowledgeIndex:
                 return ArticleText(article_id, lang, parts[0][1], tuple(p[2] for p in parts))
         return None
 
+    async def close(self) -> None:
+        await self._embedder.close()
+
     def count(self) -> int:
         return int(self._collection.count())
 
