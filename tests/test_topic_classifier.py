@@ -225,6 +225,33 @@ async def test_an_edit_of_the_body_alone_leaves_the_classifier_as_it_was(tmp_pat
     assert index.topic_probabilities(vector, [])[0][0] == "violin"
 
 
+async def test_a_store_indexed_before_the_classifier_kept_what_it_learned_is_trained_once(tmp_path: Path) -> None:
+    root = tmp_path / "knowledge"
+    for noun in NOUNS[:8]:
+        put(root, f"{noun}.md", article_text(noun, f"The {noun}", [f"Where can I buy a {noun}?"], f"{noun}s."))
+    embedder, saved = HashingEmbedder(), tmp_path / "chroma" / "classifier.npz"
+
+    def index() -> KnowledgeIndex:  # what a restart builds
+        collection = open_collection(KnowledgeSettings(store=tmp_path / "chroma"), embedder.name)
+        return KnowledgeIndex(collection, embedder, classifier_path=saved)
+
+    first = index()
+    await first.ingest(root)
+    titles = first._collection.get(where={"kind": "title"})
+    first._collection.update(ids=titles["ids"], metadatas=[{"learned": None}] * len(titles["ids"]))  # as indexed before
+    trained = saved.read_bytes()
+
+    upgraded = index()
+    report = await upgraded.ingest(root)
+    assert report.unchanged == 8 and report.updated == 0  # the files are not indexed again
+    assert saved.read_bytes() != trained  # the classifier is, once
+    vector = await upgraded.embed_query("Where can I buy a lantern?")
+    assert upgraded.topic_probabilities(vector, [])[0][0] == "lantern"
+    retrained = saved.read_bytes()
+    await index().ingest(root)
+    assert saved.read_bytes() == retrained  # and not again on the next start
+
+
 async def test_a_classifier_file_of_an_older_format_is_trained_anew(tmp_path: Path) -> None:
     root = tmp_path / "knowledge"
     put(root, "kettle.md", article_text("kettle", "The kettle", ["Is the kettle electric?"], "Yes."))
