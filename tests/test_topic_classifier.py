@@ -81,10 +81,11 @@ def test_many_edits_train_every_row_again() -> None:
     assert not np.array_equal(before._w[untouched], after._w[untouched])
 
 
-def test_a_large_kb_tells_its_topics_apart_on_embeddings_that_share_a_direction(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Real embeddings share one large direction; the large-KB regime must still find the topic."""
+@pytest.fixture
+def crowded(monkeypatch: pytest.MonkeyPatch) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """400 topics sharing one large direction, as real embeddings do; the large-KB regime, sized for a test.
+
+    Returns their centres, names and the article of each of PER_ARTICLE questions per topic."""
     monkeypatch.setattr(classifier_module, "FULL_SOFTMAX_MAX", 50)
     monkeypatch.setattr(classifier_module, "HARD_NEGATIVES", 10)
     monkeypatch.setattr(classifier_module, "STEPS", 800)
@@ -93,9 +94,16 @@ def test_a_large_kb_tells_its_topics_apart_on_embeddings_that_share_a_direction(
     centers = np.random.default_rng(1).normal(size=(count, DIM)).astype(np.float32)
     centers += 8 * np.random.default_rng(2).normal(size=DIM).astype(np.float32)  # the shared direction
     names = [f"article-{i:03d}" for i in range(count)]
-    labels = np.repeat(np.arange(count), PER_ARTICLE)
+    return centers, names, np.repeat(np.arange(count), PER_ARTICLE)
+
+
+def test_a_large_kb_tells_its_topics_apart_on_embeddings_that_share_a_direction(
+    crowded: tuple[np.ndarray, list[str], np.ndarray],
+) -> None:
+    """Real embeddings share one large direction; the large-KB regime must still find the topic."""
+    centers, names, labels = crowded
     model = TopicClassifier.fit(questions(centers, labels, 3, noise=1.2), [names[i] for i in labels], {})
-    held_out = np.repeat(np.arange(count), 3)
+    held_out = np.repeat(np.arange(len(names)), 3)
     assert accuracy(model, questions(centers, held_out, 4, noise=1.2), [names[i] for i in held_out]) >= 0.9
 
 
@@ -166,21 +174,13 @@ NOUNS = [
 
 
 def test_re_training_an_article_whose_questions_did_not_change_leaves_its_answers_as_they_were(
-    monkeypatch: pytest.MonkeyPatch,
+    crowded: tuple[np.ndarray, list[str], np.ndarray],
 ) -> None:
     """An update follows a full training's schedule: re-trained on the same rows, a row ends where it was.
 
     (Trained on its own examples alone, densely, it drifted: a crowded large KB then recognised the
     edited articles' questions worse than a full retrain did.)"""
-    monkeypatch.setattr(classifier_module, "FULL_SOFTMAX_MAX", 50)
-    monkeypatch.setattr(classifier_module, "HARD_NEGATIVES", 10)
-    monkeypatch.setattr(classifier_module, "STEPS", 800)
-    monkeypatch.setattr(classifier_module, "BATCH", 256)
-    count = 400
-    centers = np.random.default_rng(1).normal(size=(count, DIM)).astype(np.float32)
-    centers += 8 * np.random.default_rng(2).normal(size=DIM).astype(np.float32)
-    names = [f"article-{i:03d}" for i in range(count)]
-    labels = np.repeat(np.arange(count), PER_ARTICLE)
+    centers, names, labels = crowded
     x, ids = questions(centers, labels, 3, noise=2.0), [names[i] for i in labels]
     before = TopicClassifier.fit(x, ids, dict.fromkeys(names, "v1"))
     touched = [0, 100, 200, 300]
