@@ -110,7 +110,7 @@ def _fit_candidates(x: np.ndarray, candidates: np.ndarray, w: np.ndarray, b: np.
 
     Every call follows one schedule, STEPS batches drawn from all the examples (the same draws each
     time), whichever rows it trains: a row trained again sees the batches, and the step count, of a
-    full training (a shorter, denser schedule over its own examples alone over-specialised it).
+    full training (a shorter, denser schedule over its own examples alone made it drift).
     Examples whose candidates hold no trained row are left out of the arithmetic; the other articles'
     rows take part in the softmax as they are, not as they were during their own training."""
     trained = np.zeros(len(b), bool)
@@ -170,10 +170,8 @@ def retrain(
     For a full softmax every example takes part (the frozen share of each softmax is computed once,
     so an epoch costs examples x trained rows); for a large KB the rows follow the schedule of a full
     training, batch for batch, with only the examples that meet them in each batch computed."""
-    trained = np.zeros(len(b), bool)
-    trained[rows] = True
     if centroids is None:
-        frozen = np.flatnonzero(~trained)
+        frozen = np.setdiff1d(np.arange(len(b)), rows)
         frozen_lse = np.concatenate(
             [_logsumexp(x[s : s + 2048] @ w[frozen].T + b[frozen]) for s in range(0, len(x), 2048)]
         )
