@@ -17,10 +17,10 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
+from sqlalchemy import bindparam, insert, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
-from sqlmodel.sql.expression import SelectOfScalar
 
 from bot.analyzer import Analyzer
 from bot.domain import Analysis, Answer, Author, Decision, Inbound, Reason, State, spent
@@ -31,7 +31,7 @@ from bot.pilot import Cohort
 from bot.policy import HandoffPolicy
 from bot.ports import Responder
 from bot.storage.db import Transactions
-from bot.storage.models import Conversation, Customer, Handoff, Message, utcnow
+from bot.storage.models import Conversation, Customer, Handoff, Message, table, utcnow
 from bot.texts import Texts
 
 log = logging.getLogger(__name__)
@@ -138,82 +138,84 @@ class Desk:
         started: float,
         session: Session,
     ) -> Decision:
+        # Plain statements (see the desk's statements below); each row is written once, with its final values.
         customer, first_contact = _customer(session, inbound, analysis)
         # The customer row is locked now; re-read the conversation under that lock (unless there can be none).
-        latest = (
-            None
-            if first_contact
-            else session.execute(latest_conversation(inbound.channel, inbound.chat_id)).scalars().first()
-        )
-        conversation = latest or Conversation(customer_id=customer.id or 0, created_at=arrived)
-        if latest is None:
-            session.add(conversation)
-        elif conversation.state == State.RESOLVED:
-            conversation.state = State.BOT
-            conversation.operator = None
-            record_event(session, conversation, "reopened")
-        conversation.updated_at = utcnow()
-        if analysis is not None:
-            conversation.topic = analysis.topic or conversation.topic
-            conversation.priority = analysis.priority
-        owned = conversation.state in OWNED
+        chat = {"channel": inbound.channel, "chat_id": inbound.chat_id}
+        latest = None if first_contact else session.execute(LATEST_CONVERSATION, chat).first()
+        state = State(latest.state) if latest else State.BOT
+        reopened = state == State.RESOLVED
+        owned = state in OWNED
         ignored = not owned and not text and inbound.kind == "text"
         reasons: tuple[Reason, ...] = ()
         cohort = self._policy.cohort(inbound.channel, inbound.chat_id)
         if not owned and not ignored:
             repeats = context.repeats_by_topic.get(analysis.topic or "", 0) if analysis else 0
             reasons = self._reasons(inbound, analysis, answer, repeats, cohort)
-            if reasons:  # set before the flush: the row is written once, not inserted and then updated
-                conversation.state = State.WAITING_OPERATOR
-        session.flush()
-        assert conversation.id is not None
-        message = Message(
-            conversation_id=conversation.id,
-            author=Author.CUSTOMER,
-            channel=inbound.channel,
-            external_id=inbound.message_id,
-            kind=inbound.kind,
-            text=text,
-            meta=_message_meta(inbound, analysis),
-            created_at=arrived,
-        )
-        session.add(message)
-        record_event(session, conversation, "message_in", at=arrived, kind=inbound.kind)
+        changes: dict[str, Any] = {"updated_at": utcnow()}
+        if reasons:
+            changes["state"] = State.WAITING_OPERATOR
+        elif reopened:
+            changes["state"] = State.BOT
+        if reopened:
+            changes["operator"] = None
+        if analysis is not None:
+            changes["priority"] = analysis.priority
+            if analysis.topic:
+                changes["topic"] = analysis.topic
+        if latest is None:
+            new = {"customer_id": customer.id, "created_at": arrived, **changes}
+            conversation_id: int = session.execute(_NEW_CONVERSATION, new).scalar_one()
+        else:
+            conversation_id = latest.id
+            session.execute(_UPDATE_CONVERSATION, {"row_id": conversation_id, **changes})
+        if reopened:
+            record_event(session, conversation_id, "reopened")
+        meta = _message_meta(inbound, analysis)
+        message = {
+            "conversation_id": conversation_id,
+            "author": Author.CUSTOMER,
+            "channel": inbound.channel,
+            "external_id": inbound.message_id,
+            "kind": inbound.kind,
+            "text": text,
+            "meta": meta,
+            "created_at": arrived,
+        }
+        session.execute(_NEW_MESSAGE, message)
+        record_event(session, conversation_id, "message_in", at=arrived, kind=inbound.kind)
         if owned:
+            assert latest is not None
             enqueue(
                 session,
                 self.queue_channel,
                 "customer_message",
                 {
-                    "conversation_id": conversation.id,
-                    "thread": conversation.queue_thread,
+                    "conversation_id": conversation_id,
+                    "thread": latest.queue_thread,
                     "text": text,
                     "kind": inbound.kind,
-                    "attachments": message.meta.get("attachments", []),
+                    "attachments": meta.get("attachments", []),
                     "customer": customer.name,
                 },
-                conversation.id,
+                conversation_id,
             )
-            return Decision("forwarded", conversation.id, analysis)
+            return Decision("forwarded", conversation_id, analysis)
         if ignored:
-            return Decision("ignored", conversation.id)
+            return Decision("ignored", conversation_id)
         if reasons:
-            handoff = self._hand_off(
-                session,
-                customer,
-                conversation,
-                text,
-                analysis,
-                answer,
-                reasons,
-                inbound.kind,
-                cohort,
-                latest is None,
+            last = (
+                [(str(Author.CUSTOMER), text)]
+                if latest is None
+                else _recent(session, conversation_id, latest.resolved_at)
             )
-            return Decision("handoff", conversation.id, analysis, answer, reasons, handoff.id)
+            handoff_id = self._hand_off(
+                session, customer, conversation_id, text, analysis, answer, reasons, inbound.kind, cohort, last
+            )
+            return Decision("handoff", conversation_id, analysis, answer, reasons, handoff_id)
         assert analysis is not None and answer is not None
-        self._answer(session, customer, conversation, analysis, answer, started, cohort)
-        return Decision("answer", conversation.id, analysis, answer)
+        self._answer(session, customer, conversation_id, analysis, answer, started, cohort)
+        return Decision("answer", conversation_id, analysis, answer)
 
     def _reasons(
         self, inbound: Inbound, analysis: Analysis | None, answer: Answer | None, repeats: int, cohort: Cohort
@@ -225,30 +227,23 @@ class Desk:
     def _answer(
         self,
         session: Session,
-        customer: Customer,
-        conversation: Conversation,
+        customer: Chat,
+        conversation_id: int,
         analysis: Analysis,
         answer: Answer,
         started: float,
         cohort: Cohort,
     ) -> None:
-        assert conversation.id is not None
         # A reply without sources (e.g. "what's your order number?") asks rather than answers: not a repeat.
         topic = analysis.topic if answer.sources else None
         meta = {"topic": topic, "confidence": round(answer.confidence, 4), "sources": list(answer.sources)}
-        session.add(
-            Message(
-                conversation_id=conversation.id,
-                author=Author.BOT,
-                channel=customer.channel,
-                text=answer.text,
-                meta=meta,
-            )
-        )
-        send_to_customer(session, customer, conversation, answer.text, buttons="feedback", sources=list(answer.sources))
+        reply = {"conversation_id": conversation_id, "author": Author.BOT, "channel": customer.channel}
+        session.execute(_NEW_MESSAGE, {**reply, "text": answer.text, "meta": meta})
+        sources = list(answer.sources)
+        send_to_customer(session, customer, conversation_id, answer.text, buttons="feedback", sources=sources)
         record_event(
             session,
-            conversation,
+            conversation_id,
             "bot_answer",
             topic=analysis.topic,
             confidence=answer.confidence,
@@ -262,54 +257,44 @@ class Desk:
     def _hand_off(
         self,
         session: Session,
-        customer: Customer,
-        conversation: Conversation,
+        customer: Chat,
+        conversation_id: int,
         text: str,
         analysis: Analysis | None,
         answer: Answer | None,
         reasons: tuple[Reason, ...],
         kind: str,
         cohort: Cohort,
-        new_conversation: bool,
-    ) -> Handoff:
-        assert conversation.id is not None
+        last: list[tuple[str, str]],
+    ) -> int:
         language = analysis.language if analysis else (customer.language or self._texts.default_language)
-        handoff = Handoff(
-            conversation_id=conversation.id,
-            question=text,
-            topic=analysis.topic if analysis else None,
-            sentiment=analysis.sentiment if analysis else "neutral",
-            priority=analysis.priority if analysis else "normal",
-            reasons=[str(r) for r in reasons],
-            draft=answer.text if answer else "",
-            sources=list(answer.sources) if answer else [],
-        )
-        last = [(str(Author.CUSTOMER), text)] if new_conversation else _recent(session, conversation)
-        handoff.summary = (answer.summary if answer else "") or summarize(last, analysis, kind)
-        session.add(handoff)
-        session.flush()
+        card: dict[str, Any] = {
+            "topic": analysis.topic if analysis else None,
+            "sentiment": analysis.sentiment if analysis else "neutral",
+            "priority": analysis.priority if analysis else "normal",
+            "reasons": [str(r) for r in reasons],
+            "summary": (answer.summary if answer else "") or summarize(last, analysis, kind),
+            "draft": answer.text if answer else "",
+            "sources": list(answer.sources) if answer else [],
+        }
+        new = {"conversation_id": conversation_id, "question": text, **card}
+        handoff_id: int = session.execute(_NEW_HANDOFF, new).scalar_one()
         enqueue(
             session,
             self.queue_channel,
             "handoff",
             {
-                "handoff_id": handoff.id,
-                "conversation_id": conversation.id,
+                "handoff_id": handoff_id,
+                "conversation_id": conversation_id,
                 "customer": customer.name,
                 "channel": customer.channel,
                 "language": language,
-                "topic": handoff.topic,
                 "confidence": round(answer.confidence, 4) if answer else 0.0,
-                "sentiment": handoff.sentiment,
-                "priority": handoff.priority,
-                "reasons": handoff.reasons,
-                "summary": handoff.summary,
-                "draft": handoff.draft,
-                "sources": handoff.sources,
+                **card,
                 "actions": list(answer.actions) if answer else [],  # e.g. a compensation awaiting Send
                 "last_messages": last,
             },
-            conversation.id,
+            conversation_id,
         )
         # Outside business hours the customer hears when operators are back, not "shortly"; a responder's
         # own notice (e.g. "can't check the order now") still wins, since it says what went wrong.
@@ -322,39 +307,30 @@ class Desk:
             notice = self._texts.render("not_text", language, kind=kind)
         else:
             notice = self._texts.render("handoff", language)
-        send_to_customer(session, customer, conversation, notice, language=language)
+        send_to_customer(session, customer, conversation_id, notice, language=language)
         record_event(
             session,
-            conversation,
+            conversation_id,
             "handoff",
-            reasons=handoff.reasons,
-            topic=handoff.topic,
-            sentiment=handoff.sentiment,
-            priority=handoff.priority,
+            reasons=card["reasons"],
+            topic=card["topic"],
+            sentiment=card["sentiment"],
+            priority=card["priority"],
             cohort=str(cohort),
             **spent(analysis, answer),  # LLM tokens of this message, for the report's ROI
         )
-        return handoff
+        return handoff_id
 
 
 def _context(inbound: Inbound, session: Session) -> Context:
-    # One statement for a first message: a message id already stored belongs to this chat's conversation.
-    seen = (
-        select(Message.id)
-        .where(Message.channel == inbound.channel)
-        .where(Message.external_id == inbound.message_id)
-        .exists()
-    )
-    query = latest_conversation(inbound.channel, inbound.chat_id).add_columns(seen.label("seen"))
-    latest = session.execute(query).first()
+    chat = {"channel": inbound.channel, "chat_id": inbound.chat_id, "message_id": inbound.message_id}
+    latest = session.execute(_CONTEXT, chat).first()
     if latest is None:
         return Context(False, None, [], {})
-    conversation, duplicate = latest
-    if duplicate:
+    if latest.seen:
         return Context(True, None, [], {})
-    query = select(Message).where(Message.conversation_id == conversation.id).order_by(col(Message.id).desc())
-    rows = session.execute(query.limit(HISTORY)).scalars().all()
-    since = conversation.resolved_at
+    rows = session.execute(_HISTORY, {"conversation_id": latest.id}).all()
+    since = latest.resolved_at
     repeats: dict[str, int] = {}
     for message in rows:
         if since is not None and message.created_at <= since:
@@ -362,54 +338,84 @@ def _context(inbound: Inbound, session: Session) -> Context:
         if message.author == Author.BOT and message.meta.get("topic"):
             repeats[message.meta["topic"]] = repeats.get(message.meta["topic"], 0) + 1
     history = [(m.author, m.text) for m in reversed(rows) if m.author != Author.NOTE]
-    return Context(False, State(conversation.state), history, repeats)
+    return Context(False, State(latest.state), history, repeats)
 
 
-def _customer(session: Session, inbound: Inbound, analysis: Analysis | None) -> tuple[Customer, bool]:
+@dataclass(frozen=True)
+class Chat:
+    """The customer as the desk writes to them."""
+
+    id: int
+    channel: str
+    chat_id: str
+    name: str
+    language: str
+
+
+def _customer(session: Session, inbound: Inbound, analysis: Analysis | None) -> tuple[Chat, bool]:
     """The customer, locked for this transaction, and whether they write for the first time."""
-    query = select(Customer).where(Customer.channel == inbound.channel).where(Customer.chat_id == inbound.chat_id)
-    customer = session.execute(query.with_for_update()).scalars().first()
-    first_contact = customer is None
-    if customer is None:
-        customer = Customer(
-            channel=inbound.channel,
-            chat_id=inbound.chat_id,
-            name=inbound.name,
-            language=analysis.language if analysis else "",
-        )
-        session.add(customer)
-        session.flush()
-    customer.blocked = False  # they wrote to us, so they can be written to
-    if inbound.name:
-        customer.name = inbound.name
-    if analysis is not None:
-        customer.language = analysis.language
-    return customer, first_contact
+    chat = {"channel": inbound.channel, "chat_id": inbound.chat_id}
+    found = session.execute(_CUSTOMER, chat).first()
+    name = inbound.name or (found.name if found else "")
+    language = analysis.language if analysis is not None else (found.language if found else "")
+    if found is None:
+        customer_id: int = session.execute(_NEW_CUSTOMER, {**chat, "name": name, "language": language}).scalar_one()
+    else:
+        customer_id = found.id
+        if (name, language, False) != (found.name, found.language, found.blocked):
+            # They wrote to us, so they can be written to (again).
+            changes = {"row_id": customer_id, "name": name, "language": language, "blocked": False}
+            session.execute(_UPDATE_CUSTOMER, changes)
+    return Chat(customer_id, inbound.channel, inbound.chat_id, name, language), found is None
 
 
-def latest_conversation(channel: str, chat_id: str) -> SelectOfScalar[Conversation]:
-    """The query for a chat's newest conversation (a customer's conversations follow one another)."""
-    return (
-        select(Conversation)
-        .join(Customer)
-        .where(Customer.channel == channel)
-        .where(Customer.chat_id == chat_id)
-        .order_by(col(Conversation.id).desc())
-        .limit(1)
-    )
-
-
-def _recent(session: Session, conversation: Conversation) -> list[tuple[str, str]]:
-    """The last few turns since the conversation's last resolution (what came before is closed)."""
-    query = (
-        select(Message.author, Message.text)
-        .where(Message.conversation_id == conversation.id)
-        .where(Message.author != Author.NOTE)
-    )
-    if conversation.resolved_at is not None:
-        query = query.where(Message.created_at > conversation.resolved_at)
-    history = session.execute(query.order_by(col(Message.id).desc()).limit(6)).all()
+def _recent(session: Session, conversation_id: int, since: datetime | None) -> list[tuple[str, str]]:
+    """The last few turns since the conversation's last resolution `since` (what came before is closed)."""
+    history = session.execute(_RECENT, {"conversation_id": conversation_id, "since": since}).all()
     return [(str(a), str(t)) for a, t in reversed(history)]
+
+
+# The desk's statements, built once: every message runs them, and building a statement anew (or an ORM
+# object per row) cost more than SQLite's own work (bench/latency.py).
+_CUSTOMERS, _CONVERSATIONS, _MESSAGES, _HANDOFFS = (table(m) for m in (Customer, Conversation, Message, Handoff))
+_OF_CHAT = (Customer.channel == bindparam("channel"), Customer.chat_id == bindparam("chat_id"))
+LATEST_CONVERSATION = (
+    select(Conversation.id, Conversation.state, Conversation.queue_thread, Conversation.resolved_at)
+    .join(Customer)
+    .where(*_OF_CHAT)
+    .order_by(col(Conversation.id).desc())
+    .limit(1)
+)
+"""A chat's newest conversation (a customer's conversations follow one another); parameters channel, chat_id."""
+_SEEN = (  # a message id already stored belongs to this chat's conversation
+    select(Message.id)
+    .where(Message.channel == bindparam("channel"))
+    .where(Message.external_id == bindparam("message_id"))
+    .exists()
+)
+_CONTEXT = LATEST_CONVERSATION.add_columns(_SEEN.label("seen"))  # one statement for a first message
+_HISTORY = (
+    select(Message.author, Message.text, Message.meta, Message.created_at)
+    .where(Message.conversation_id == bindparam("conversation_id"))
+    .order_by(col(Message.id).desc())
+    .limit(HISTORY)
+)
+_SINCE = bindparam("since", type_=_MESSAGES.c.created_at.type)  # typed: PostgreSQL must know what None is
+_RECENT = (
+    select(Message.author, Message.text)
+    .where(Message.conversation_id == bindparam("conversation_id"))
+    .where(Message.author != Author.NOTE)
+    .where(or_(_SINCE.is_(None), col(Message.created_at) > _SINCE))
+    .order_by(col(Message.id).desc())
+    .limit(6)
+)
+_CUSTOMER = select(Customer.id, Customer.name, Customer.language, Customer.blocked).where(*_OF_CHAT).with_for_update()
+_NEW_CUSTOMER = insert(_CUSTOMERS).returning(_CUSTOMERS.c.id)
+_NEW_CONVERSATION = insert(_CONVERSATIONS).returning(_CONVERSATIONS.c.id)
+_NEW_HANDOFF = insert(_HANDOFFS).returning(_HANDOFFS.c.id)
+_NEW_MESSAGE = insert(_MESSAGES)
+_UPDATE_CUSTOMER = update(_CUSTOMERS).where(_CUSTOMERS.c.id == bindparam("row_id"))
+_UPDATE_CONVERSATION = update(_CONVERSATIONS).where(_CONVERSATIONS.c.id == bindparam("row_id"))
 
 
 def _message_meta(inbound: Inbound, analysis: Analysis | None) -> dict[str, Any]:

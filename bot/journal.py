@@ -1,35 +1,53 @@
-"""Writes that go with every state change, in the same transaction: the event log and customer deliveries."""
+"""Writes that go with every state change, in the same transaction: the event log and customer deliveries.
+
+Plain inserts on a synchronous session (an async caller passes them to `AsyncSession.run_sync`): they run
+for every message, and an ORM object per row cost more than SQLite's own work (bench/latency.py).
+"""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from bot.outbox import enqueue
-from bot.storage.models import Conversation, Customer, Event, utcnow
+from bot.storage.models import Event, table, utcnow
+
+_EVENTS = table(Event)
+_NEW_EVENT = insert(_EVENTS).returning(_EVENTS.c.id)
+
+
+class Recipient(Protocol):
+    """Whom a message goes to: a stored customer (or the desk's row of one)."""
+
+    @property
+    def channel(self) -> str: ...
+    @property
+    def chat_id(self) -> str: ...
+    @property
+    def language(self) -> str: ...
 
 
 def record_event(
-    session: Session | AsyncSession,
-    conversation: Conversation,
+    session: Session,
+    conversation_id: int | None,
     type_: str,
     operator: str | None = None,
     at: datetime | None = None,
     **data: Any,
-) -> None:
-    """Append to the event log; `at` when it happened earlier than now (a message's arrival)."""
-    session.add(
-        Event(conversation_id=conversation.id, type=type_, operator=operator, data=data, created_at=at or utcnow())
-    )
+) -> int:
+    """Append to the event log; `at` when it happened earlier than now (a message's arrival). The event's id."""
+    row = {"conversation_id": conversation_id, "type": type_, "operator": operator, "data": data}
+    event_id: int = session.execute(_NEW_EVENT, {**row, "created_at": at or utcnow()}).scalar_one()
+    return event_id
 
 
 def send_to_customer(
-    session: Session | AsyncSession,
-    customer: Customer,
-    conversation: Conversation,
+    session: Session,
+    customer: Recipient,
+    conversation_id: int | None,
     text: str,
     buttons: str = "",
     language: str = "",
@@ -44,4 +62,4 @@ def send_to_customer(
         "language": language or customer.language,
         **extra,
     }
-    enqueue(session, customer.channel, "text", payload, conversation.id, dedup_key)
+    enqueue(session, customer.channel, "text", payload, conversation_id, dedup_key)

@@ -77,7 +77,7 @@ class OperatorActions:
             conversation, _ = found
             if conversation.state == State.OPERATOR and conversation.operator not in (None, operator):
                 return ActionResult(False, f"already claimed by {conversation.operator}", conversation_id)
-            self._take(session, conversation, operator)
+            await self._take(session, conversation, operator)
         return self._done("claimed", conversation_id)
 
     async def reply(
@@ -103,7 +103,7 @@ class OperatorActions:
                     return ActionResult(False, "already sent", conversation_id)
                 # The offline score is stored with the reply; an LLM judge's replaces it after the commit.
                 quality, asked = await self._quality(session, conversation_id, text, customer.language)
-                self._take(session, conversation, operator)
+                await self._take(session, conversation, operator)
                 message = Message(
                     conversation_id=conversation_id,
                     author=Author.OPERATOR,
@@ -113,19 +113,24 @@ class OperatorActions:
                     meta={"handoff_id": handoff_id, "quality": quality},
                 )
                 session.add(message)
-                send_to_customer(session, customer, conversation, text, dedup_key=dedup_key, operator=operator)
-                event = Event(
-                    conversation_id=conversation_id,
-                    type="operator_reply",
-                    operator=operator,
-                    data={"handoff_id": handoff_id, "chars": len(text), "quality": quality},
+                await session.run_sync(
+                    send_to_customer, customer, conversation.id, text, dedup_key=dedup_key, operator=operator
                 )
-                session.add(event)  # not record_event: the judge may update this very row later
+                # The judge may score this very event later: its id is kept.
+                event_id = await session.run_sync(
+                    record_event,
+                    conversation_id,
+                    "operator_reply",
+                    operator,
+                    handoff_id=handoff_id,
+                    chars=len(text),
+                    quality=quality,
+                )
         except IntegrityError:  # the same button, pressed twice at once: the dedup key let one through
             return ActionResult(False, "already sent", conversation_id)
         if self._judge is not None:
             self._outbox.wake()  # the reply leaves now; the judge's opinion must not hold it up
-            quality = await self._judged(conversation_id, message, event, text, asked, quality)
+            quality = await self._judged(conversation_id, message, event_id, text, asked, quality)
         return self._done("sent to the customer", conversation_id, quality)
 
     async def send_draft(self, handoff_id: int, operator: str, text: str | None = None) -> ActionResult:
@@ -152,7 +157,7 @@ class OperatorActions:
             if handoff is None or handoff.status != "open":
                 return ActionResult(False, "nothing to discard")
             handoff.status = "discarded"
-            session.add(Event(conversation_id=handoff.conversation_id, type="draft_discarded", operator=operator))
+            await session.run_sync(record_event, handoff.conversation_id, "draft_discarded", operator)
         return ActionResult(True, "draft discarded", handoff.conversation_id)
 
     async def note(self, conversation_id: int, operator: str, text: str) -> ActionResult:
@@ -184,11 +189,15 @@ class OperatorActions:
             conversation.state = State.RESOLVED
             conversation.resolved_at = conversation.updated_at = utcnow()
             conversation.operator = conversation.operator or operator
-            send_to_customer(
-                session, customer, conversation, self._texts.render("resolved", customer.language), buttons="csat"
+            await session.run_sync(
+                send_to_customer,
+                customer,
+                conversation.id,
+                self._texts.render("resolved", customer.language),
+                buttons="csat",
             )
-            record_event(session, conversation, "resolved", operator=operator)
-            self._queue_state(session, conversation)
+            await session.run_sync(record_event, conversation.id, "resolved", operator=operator)
+            await self._queue_state(session, conversation)
             found_case = await self._case(session, conversation_id, customer.language)
             if found_case is not None:
                 learned = found_case[0]
@@ -224,7 +233,9 @@ class OperatorActions:
             except Exception:
                 log.exception("operators: could not store the taught case")
                 return ActionResult(False, "the knowledge index could not be updated; try again", conversation_id)
-            record_event(session, conversation, "taught", operator=operator, case=case[0], message_id=reply_id)
+            await session.run_sync(
+                record_event, conversation.id, "taught", operator=operator, case=case[0], message_id=reply_id
+            )
         return ActionResult(True, "taught: the bot may now send this reply to similar questions", conversation_id)
 
     async def return_to_bot(self, conversation_id: int, operator: str) -> ActionResult:
@@ -238,9 +249,11 @@ class OperatorActions:
             conversation.state = State.BOT
             conversation.operator = None
             conversation.updated_at = utcnow()
-            send_to_customer(session, customer, conversation, self._texts.render("returned_to_bot", customer.language))
-            record_event(session, conversation, "returned_to_bot", operator=operator)
-            self._queue_state(session, conversation)
+            await session.run_sync(
+                send_to_customer, customer, conversation.id, self._texts.render("returned_to_bot", customer.language)
+            )
+            await session.run_sync(record_event, conversation.id, "returned_to_bot", operator=operator)
+            await self._queue_state(session, conversation)
         return self._done("returned to the bot", conversation_id)
 
     async def feedback(self, conversation_id: int, kind: str, value: int = 0) -> ActionResult:
@@ -252,11 +265,11 @@ class OperatorActions:
             if conversation is None:
                 return ActionResult(False, f"no conversation {conversation_id}")
             session.add(Feedback(conversation_id=conversation_id, kind=kind, value=value))
-            record_event(session, conversation, "feedback", kind=kind, value=value)
+            await session.run_sync(record_event, conversation.id, "feedback", kind=kind, value=value)
             if kind == "helpful" and conversation.state == State.BOT:
                 conversation.state = State.RESOLVED  # solved by the bot alone
                 conversation.resolved_at = utcnow()
-                record_event(session, conversation, "resolved", by="bot")
+                await session.run_sync(record_event, conversation.id, "resolved", by="bot")
         return ActionResult(True, "thank you", conversation_id)
 
     # -- helpers ----------------------------------------------------------------------------------
@@ -273,19 +286,19 @@ class OperatorActions:
         assert customer is not None
         return conversation, customer
 
-    def _take(self, session: AsyncSession, conversation: Conversation, operator: str) -> None:
+    async def _take(self, session: AsyncSession, conversation: Conversation, operator: str) -> None:
         """The operator owns the conversation from now on: the bot stays silent."""
         if conversation.state == State.OPERATOR and conversation.operator == operator:
             return
         conversation.state = State.OPERATOR
         conversation.operator = operator
         conversation.updated_at = utcnow()
-        record_event(session, conversation, "claimed", operator=operator)
-        self._queue_state(session, conversation)
+        await session.run_sync(record_event, conversation.id, "claimed", operator=operator)
+        await self._queue_state(session, conversation)
 
-    def _queue_state(self, session: AsyncSession, conversation: Conversation) -> None:
-        enqueue(
-            session,
+    async def _queue_state(self, session: AsyncSession, conversation: Conversation) -> None:
+        await session.run_sync(
+            enqueue,
             self._queue_channel,
             "state",
             {
@@ -312,7 +325,7 @@ class OperatorActions:
         return score_reply(text, question, sentiment, language).as_dict(), scored_against
 
     async def _judged(
-        self, conversation_id: int, message: Message, event: Event, text: str, asked: _Asked, offline: dict[str, Any]
+        self, conversation_id: int, message: Message, event_id: int, text: str, asked: _Asked, offline: dict[str, Any]
     ) -> dict[str, Any]:
         """The LLM judge's score of a stored reply, written over the offline one; the offline one on any failure.
 
@@ -330,15 +343,13 @@ class OperatorActions:
             async with self._sessions() as session, session.begin():
                 if verdict.score is not None:
                     stored = await session.get(Message, message.id)
-                    logged = await session.get(Event, event.id)
+                    logged = await session.get(Event, event_id)
                     if stored is not None:
                         stored.meta = {**stored.meta, "quality": quality}  # a new dict: JSON columns track assignment
                     if logged is not None:
                         logged.data = {**logged.data, "quality": quality}
                 if spent:
-                    session.add(
-                        Event(conversation_id=conversation_id, type="llm_usage", data={"purpose": "judge", **spent})
-                    )
+                    await session.run_sync(record_event, conversation_id, "llm_usage", purpose="judge", **spent)
         except Exception:  # advice only: the reply is sent and keeps its offline score
             log.exception("operators: could not store the judge's score")
             return offline
@@ -354,13 +365,9 @@ class OperatorActions:
             handoff = await session.get(Handoff, handoff_id)
             if handoff is not None:
                 handoff.status = status
-                session.add(
-                    Event(
-                        conversation_id=handoff.conversation_id,
-                        type="draft_sent",
-                        operator=operator,
-                        data={"handoff_id": handoff_id, "edited": edited},
-                    )
+                conversation_id = handoff.conversation_id
+                await session.run_sync(
+                    record_event, conversation_id, "draft_sent", operator, handoff_id=handoff_id, edited=edited
                 )
 
     @staticmethod

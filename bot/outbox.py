@@ -14,34 +14,34 @@ from datetime import timedelta
 from functools import partial
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import insert
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
 from bot.config import OutboxSettings
 from bot.ports import RetryLater, Sender, Undeliverable
 from bot.storage.db import Transactions
-from bot.storage.models import Conversation, Customer, Delivery, utcnow
+from bot.storage.models import Conversation, Customer, Delivery, table, utcnow
 
 log = logging.getLogger(__name__)
 
 LEASE = timedelta(seconds=120)  # a worker that dies mid-delivery frees its rows after this
 PARALLEL_CONVERSATIONS = 8  # deliveries in flight at once, each to a different conversation
+_NEW_DELIVERY = insert(table(Delivery))
 
 
 def enqueue(
-    session: Session | AsyncSession,
+    session: Session,
     channel: str,
     kind: str,
     payload: dict[str, Any],
     conversation_id: int | None = None,
     dedup_key: str | None = None,
-) -> Delivery:
-    delivery = Delivery(
-        channel=channel, kind=kind, payload=payload, conversation_id=conversation_id, dedup_key=dedup_key
-    )
-    session.add(delivery)
-    return delivery
+) -> None:
+    """Queue a delivery in the caller's transaction (a plain insert, as bot.journal's writes; an async caller
+    passes it to `AsyncSession.run_sync`). A `dedup_key` already queued fails the insert: sent once."""
+    row = {"channel": channel, "kind": kind, "payload": payload, "conversation_id": conversation_id}
+    session.execute(_NEW_DELIVERY, {**row, "dedup_key": dedup_key})
 
 
 class Outbox:

@@ -11,15 +11,16 @@ import sys
 import textwrap
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import TextIO
+from typing import Any, TextIO
 
+from sqlalchemy import Row
 from sqlmodel import col, select
 
 from bot.app import App
-from bot.desk import latest_conversation
+from bot.desk import LATEST_CONVERSATION
 from bot.domain import Inbound
 from bot.operators import ActionResult
-from bot.storage.models import Conversation, Delivery, Handoff, Message
+from bot.storage.models import Delivery, Handoff, Message
 
 CHANNEL, QUEUE = "console", "console-queue"
 CHAT_ID = "local"
@@ -172,9 +173,10 @@ class ConsoleChat:
             )
         self._write(f"[{'ok' if result.ok else 'refused'}] {result.message}")
 
-    async def _conversation(self) -> Conversation | None:
+    async def _conversation(self) -> Row[Any] | None:
+        """The terminal customer's newest conversation: its id and state."""
         async with self._app.sessions() as session:
-            return (await session.execute(latest_conversation(CHANNEL, CHAT_ID))).scalars().first()
+            return (await session.execute(LATEST_CONVERSATION, {"channel": CHANNEL, "chat_id": CHAT_ID})).first()
 
     async def _open_handoff(self, conversation_id: int) -> Handoff | None:
         async with self._app.sessions() as session:

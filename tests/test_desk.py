@@ -161,6 +161,29 @@ async def test_a_new_message_reopens_a_resolved_conversation_and_return_to_bot_w
     assert handoff.action == "handoff" and back.action == "answer"
 
 
+async def test_the_card_of_a_reopened_conversation_shows_only_what_was_said_since_it_was_resolved(
+    app: App, queue: Recorder
+) -> None:
+    first = await app.desk.receive(said("My parcel arrived broken, I want to talk to a person"))
+    await app.operators.resolve(first.conversation_id, "olga")
+    await app.desk.receive(said("Which payment methods do you accept?"))
+    again = await app.desk.receive(said("talk to a human"))
+    await app.outbox.deliver_due()
+    assert again.action == "handoff" and again.conversation_id == first.conversation_id
+    card = [d for d in queue.sent if d.kind == "handoff"][-1]
+    texts = [text for _, text in card.payload["last_messages"]]
+    assert (texts[0], texts[-1]) == ("Which payment methods do you accept?", "talk to a human")
+    assert not any("broken" in text for text in texts)
+
+
+async def test_a_customer_s_new_name_and_language_are_what_the_desk_writes_with(app: App) -> None:
+    await app.desk.receive(said("How do I return an item?"))
+    await app.desk.receive(Inbound("test", "42", "renamed-1", "Где мой заказ?", name="Анна К."))
+    async with app.sessions() as session:
+        customer = (await session.execute(select(Customer))).scalars().one()
+    assert (customer.name, customer.language) == ("Анна К.", "ru")
+
+
 async def test_photos_and_documents_go_to_an_operator_and_the_customer_hears_back(
     app: App, customers: Recorder, queue: Recorder
 ) -> None:

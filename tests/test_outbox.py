@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from functools import partial
 
+from sqlalchemy.orm import Session
 from sqlmodel import select
 
 from bot.app import App
@@ -16,9 +18,11 @@ from tests.conftest import Recorder
 
 
 async def _queue(app: App, texts: list[str], conversation_id: int | None = None) -> None:
-    async with app.sessions() as session, session.begin():
+    def write(session: Session) -> None:
         for text in texts:
             enqueue(session, "test", "text", {"chat_id": "1", "text": text}, conversation_id)
+
+    await app.transactions.run(write)
 
 
 async def _wait_until_due(app: App) -> None:
@@ -54,6 +58,19 @@ async def test_a_blocked_customer_is_marked_and_not_retried(app: App) -> None:
     assert customer.blocked and delivery.status == "dead" and channel.sent == []
 
 
+async def test_a_customer_who_blocked_the_bot_and_writes_again_is_answered(app: App) -> None:
+    channel = Recorder()
+    channel.failures = [Undeliverable("Forbidden: bot was blocked by the user")]
+    app.outbox.register("test", channel)
+    await app.desk.receive(Inbound("test", "9", "b1", "How do I return an item?"))
+    await app.outbox.deliver_due()
+    await app.desk.receive(Inbound("test", "9", "b2", "Where is my order?"))
+    await app.outbox.deliver_due()
+    async with app.sessions() as session:
+        customer = (await session.execute(select(Customer))).scalars().one()
+    assert not customer.blocked and len(channel.sent) == 1
+
+
 async def test_after_max_attempts_a_delivery_is_parked_not_dropped(app: App) -> None:
     app.settings.outbox.max_attempts = 2
     channel = Recorder()
@@ -70,8 +87,9 @@ async def test_after_max_attempts_a_delivery_is_parked_not_dropped(app: App) -> 
 
 
 async def test_messages_for_a_channel_nobody_serves_wait(app: App) -> None:
-    async with app.sessions() as session, session.begin():
-        enqueue(session, "telegram", "text", {"chat_id": "1", "text": "later"})
+    await app.transactions.run(
+        partial(enqueue, channel="telegram", kind="text", payload={"chat_id": "1", "text": "later"})
+    )
     assert await app.outbox.deliver_due() == 0
     async with app.sessions() as session:
         delivery = (await session.execute(select(Delivery))).scalars().one()

@@ -5,12 +5,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, Table, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def table(model: type[SQLModel]) -> Table:
+    """A model's table, for plain statements where ORM objects cost too much (the desk's per-message writes)."""
+    found: Table = model.__table__  # type: ignore[attr-defined]
+    return found
 
 
 def _json() -> Any:

@@ -111,7 +111,7 @@ class SlackConnector:
     async def notice(self, text: str) -> None:
         """A line for the operator queue (through the outbox): broken prompt or knowledge edits."""
         async with self._app.sessions() as session, session.begin():
-            enqueue(session, self._app.desk.queue_channel, "notice", {"text": text})
+            await session.run_sync(enqueue, self._app.desk.queue_channel, "notice", {"text": text})
         self._app.outbox.wake()
 
     async def stop(self) -> None:

@@ -373,7 +373,7 @@ class SlackHandlers:
             "edited": edited,
         }
         async with self._sessions() as session, session.begin():
-            enqueue(session, self._queue, "draft_done", payload, result.conversation_id)
+            await session.run_sync(enqueue, self._queue, "draft_done", payload, result.conversation_id)
         self._outbox.wake()
 
     async def _refresh_on_first_response(self, conversation_id: int) -> None:
@@ -393,7 +393,7 @@ class SlackHandlers:
             ).scalar()
             if replies != 1:
                 return
-            enqueue(session, self._queue, "state", {"conversation_id": conversation_id}, conversation_id)
+            await session.run_sync(enqueue, self._queue, "state", {"conversation_id": conversation_id}, conversation_id)
         self._outbox.wake()
 
     async def _announce(self, conversation: Conversation, operator: str) -> None:
@@ -408,7 +408,7 @@ class SlackHandlers:
             if fresh is None or customer is None:
                 return
             text = self._texts.render("operator_joined", customer.language, operator=operator)
-            send_to_customer(session, customer, fresh, text, operator=operator)
+            await session.run_sync(send_to_customer, customer, fresh.id, text, operator=operator)
 
     async def _conversation(self, channel: str, thread_ts: str) -> Conversation | None:
         async with self._sessions() as session:

@@ -210,7 +210,7 @@ class CustomerHandlers:
         key = f"{CHANNEL}:{message.chat.id}:{message.message_id}:{message.edit_date or 0}:{text}"
         try:
             async with self._app.sessions() as session, session.begin():
-                enqueue(session, CHANNEL, "text", payload, None, dedup_key=clean(key, 128))
+                await session.run_sync(enqueue, CHANNEL, "text", payload, None, dedup_key=clean(key, 128))
         except IntegrityError:  # this update was processed before a restart: queued already
             return
         self._app.outbox.wake()
