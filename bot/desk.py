@@ -30,7 +30,7 @@ from bot.outbox import Outbox, enqueue
 from bot.pilot import Cohort
 from bot.policy import HandoffPolicy
 from bot.ports import Responder
-from bot.storage.db import Transactions
+from bot.storage.db import Transactions, insert_row
 from bot.storage.models import Conversation, Customer, Handoff, Message, table, utcnow
 from bot.texts import Texts
 
@@ -55,6 +55,17 @@ class Context:
     state: State | None
     history: list[tuple[str, str]]
     repeats_by_topic: dict[str, int]
+
+
+@dataclass(frozen=True)
+class CustomerRow:
+    """The customer as the desk writes to them (a bot.journal Recipient)."""
+
+    id: int
+    channel: str
+    chat_id: str
+    name: str
+    language: str
 
 
 class Desk:
@@ -153,19 +164,17 @@ class Desk:
             repeats = context.repeats_by_topic.get(analysis.topic or "", 0) if analysis else 0
             reasons = self._reasons(inbound, analysis, answer, repeats, cohort)
         changes: dict[str, Any] = {"updated_at": utcnow()}
+        if reopened:
+            changes |= {"state": State.BOT, "operator": None}
         if reasons:
             changes["state"] = State.WAITING_OPERATOR
-        elif reopened:
-            changes["state"] = State.BOT
-        if reopened:
-            changes["operator"] = None
         if analysis is not None:
             changes["priority"] = analysis.priority
             if analysis.topic:
                 changes["topic"] = analysis.topic
         if latest is None:
             new = {"customer_id": customer.id, "created_at": arrived, **changes}
-            conversation_id: int = session.execute(_NEW_CONVERSATION, new).scalar_one()
+            conversation_id = insert_row(session, _NEW_CONVERSATION, new)
         else:
             conversation_id = latest.id
             session.execute(_UPDATE_CONVERSATION, {"row_id": conversation_id, **changes})
@@ -227,7 +236,7 @@ class Desk:
     def _answer(
         self,
         session: Session,
-        customer: Chat,
+        customer: CustomerRow,
         conversation_id: int,
         analysis: Analysis,
         answer: Answer,
@@ -257,7 +266,7 @@ class Desk:
     def _hand_off(
         self,
         session: Session,
-        customer: Chat,
+        customer: CustomerRow,
         conversation_id: int,
         text: str,
         analysis: Analysis | None,
@@ -278,7 +287,7 @@ class Desk:
             "sources": list(answer.sources) if answer else [],
         }
         new = {"conversation_id": conversation_id, "question": text, **card}
-        handoff_id: int = session.execute(_NEW_HANDOFF, new).scalar_one()
+        handoff_id = insert_row(session, _NEW_HANDOFF, new)
         enqueue(
             session,
             self.queue_channel,
@@ -341,32 +350,21 @@ def _context(inbound: Inbound, session: Session) -> Context:
     return Context(False, State(latest.state), history, repeats)
 
 
-@dataclass(frozen=True)
-class Chat:
-    """The customer as the desk writes to them."""
-
-    id: int
-    channel: str
-    chat_id: str
-    name: str
-    language: str
-
-
-def _customer(session: Session, inbound: Inbound, analysis: Analysis | None) -> tuple[Chat, bool]:
+def _customer(session: Session, inbound: Inbound, analysis: Analysis | None) -> tuple[CustomerRow, bool]:
     """The customer, locked for this transaction, and whether they write for the first time."""
     chat = {"channel": inbound.channel, "chat_id": inbound.chat_id}
     found = session.execute(_CUSTOMER, chat).first()
     name = inbound.name or (found.name if found else "")
     language = analysis.language if analysis is not None else (found.language if found else "")
     if found is None:
-        customer_id: int = session.execute(_NEW_CUSTOMER, {**chat, "name": name, "language": language}).scalar_one()
+        customer_id = insert_row(session, _NEW_CUSTOMER, {**chat, "name": name, "language": language})
     else:
         customer_id = found.id
         if (name, language, False) != (found.name, found.language, found.blocked):
             # They wrote to us, so they can be written to (again).
             changes = {"row_id": customer_id, "name": name, "language": language, "blocked": False}
             session.execute(_UPDATE_CUSTOMER, changes)
-    return Chat(customer_id, inbound.channel, inbound.chat_id, name, language), found is None
+    return CustomerRow(customer_id, inbound.channel, inbound.chat_id, name, language), found is None
 
 
 def _recent(session: Session, conversation_id: int, since: datetime | None) -> list[tuple[str, str]]:
@@ -410,10 +408,10 @@ _RECENT = (
     .limit(6)
 )
 _CUSTOMER = select(Customer.id, Customer.name, Customer.language, Customer.blocked).where(*_OF_CHAT).with_for_update()
-_NEW_CUSTOMER = insert(_CUSTOMERS).returning(_CUSTOMERS.c.id)
-_NEW_CONVERSATION = insert(_CONVERSATIONS).returning(_CONVERSATIONS.c.id)
-_NEW_HANDOFF = insert(_HANDOFFS).returning(_HANDOFFS.c.id)
-_NEW_MESSAGE = insert(_MESSAGES)
+_NEW_CUSTOMER, _NEW_CONVERSATION, _NEW_HANDOFF, _NEW_MESSAGE = (
+    insert(t) for t in (_CUSTOMERS, _CONVERSATIONS, _HANDOFFS, _MESSAGES)
+)
+# The updates set the columns their parameters name, besides `row_id`, the row's id.
 _UPDATE_CUSTOMER = update(_CUSTOMERS).where(_CUSTOMERS.c.id == bindparam("row_id"))
 _UPDATE_CONVERSATION = update(_CONVERSATIONS).where(_CONVERSATIONS.c.id == bindparam("row_id"))
 

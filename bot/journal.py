@@ -13,10 +13,10 @@ from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from bot.outbox import enqueue
+from bot.storage.db import insert_row
 from bot.storage.models import Event, table, utcnow
 
-_EVENTS = table(Event)
-_NEW_EVENT = insert(_EVENTS).returning(_EVENTS.c.id)
+_NEW_EVENT = insert(table(Event))
 
 
 class Recipient(Protocol):
@@ -40,8 +40,7 @@ def record_event(
 ) -> int:
     """Append to the event log; `at` when it happened earlier than now (a message's arrival). The event's id."""
     row = {"conversation_id": conversation_id, "type": type_, "operator": operator, "data": data}
-    event_id: int = session.execute(_NEW_EVENT, {**row, "created_at": at or utcnow()}).scalar_one()
-    return event_id
+    return insert_row(session, _NEW_EVENT, {**row, "created_at": at or utcnow()})
 
 
 def send_to_customer(

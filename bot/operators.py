@@ -114,7 +114,7 @@ class OperatorActions:
                 )
                 session.add(message)
                 await session.run_sync(
-                    send_to_customer, customer, conversation.id, text, dedup_key=dedup_key, operator=operator
+                    send_to_customer, customer, conversation_id, text, dedup_key=dedup_key, operator=operator
                 )
                 # The judge may score this very event later: its id is kept.
                 event_id = await session.run_sync(

@@ -6,13 +6,13 @@ import asyncio
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import sqlalchemy
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
-from sqlalchemy.engine import Connection
+from sqlalchemy import Insert, event
+from sqlalchemy.engine import Connection, CursorResult
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import Session
 
@@ -70,6 +70,14 @@ class Transactions:
         if thread is not None and self._engine is not None:
             await asyncio.get_running_loop().run_in_executor(thread, self._engine.dispose)
             thread.shutdown(wait=False)
+
+
+def insert_row(session: Session, statement: Insert, row: dict[str, Any]) -> int:
+    """Insert one row with a prepared statement; its new id (the driver's last row id on SQLite, which needs
+    no RETURNING)."""
+    key = cast(CursorResult[Any], session.execute(statement, row)).inserted_primary_key
+    assert key is not None  # a single-row insert always has one
+    return int(key[0])
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -19,8 +19,9 @@ def table(model: type[SQLModel]) -> Table:
     return found
 
 
-def _json() -> Any:
-    return Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+def _json(empty: type[dict[str, Any]] | type[list[Any]] = dict) -> Any:
+    # The column default too: plain inserts (the desk's, bot.journal's) do not build models.
+    return Field(default_factory=empty, sa_column=Column(JSON, nullable=False, default=empty))
 
 
 class Customer(SQLModel, table=True):
@@ -71,10 +72,10 @@ class Handoff(SQLModel, table=True):
     topic: str | None = Field(default=None, max_length=128)
     sentiment: str = Field(default="neutral", max_length=16)
     priority: str = Field(default="normal", max_length=16)
-    reasons: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    reasons: list[str] = _json(list)
     summary: str = ""
     draft: str = ""
-    sources: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    sources: list[str] = _json(list)
     created_at: datetime = Field(default_factory=utcnow)
 
 
