@@ -45,12 +45,18 @@ async def test_an_outage_delays_messages_then_delivers_all_in_order(app: App) ->
     assert first is not None and first.status == "sent" and first.attempts == 3
 
 
-async def test_a_blocked_customer_is_marked_and_not_retried(app: App) -> None:
+async def _answer_a_customer_who_blocked_the_bot(app: App) -> Recorder:
+    """Customer 9 asks; delivering the answer finds the bot blocked. The channel works from then on."""
     channel = Recorder()
     channel.failures = [Undeliverable("Forbidden: bot was blocked by the user")]
     app.outbox.register("test", channel)
     await app.desk.receive(Inbound("test", "9", "b1", "How do I return an item?"))
     await app.outbox.deliver_due()
+    return channel
+
+
+async def test_a_blocked_customer_is_marked_and_not_retried(app: App) -> None:
+    channel = await _answer_a_customer_who_blocked_the_bot(app)
     await app.outbox.deliver_due()
     async with app.sessions() as session:
         customer = (await session.execute(select(Customer))).scalars().one()
@@ -59,11 +65,7 @@ async def test_a_blocked_customer_is_marked_and_not_retried(app: App) -> None:
 
 
 async def test_a_customer_who_blocked_the_bot_and_writes_again_is_answered(app: App) -> None:
-    channel = Recorder()
-    channel.failures = [Undeliverable("Forbidden: bot was blocked by the user")]
-    app.outbox.register("test", channel)
-    await app.desk.receive(Inbound("test", "9", "b1", "How do I return an item?"))
-    await app.outbox.deliver_due()
+    channel = await _answer_a_customer_who_blocked_the_bot(app)
     await app.desk.receive(Inbound("test", "9", "b2", "Where is my order?"))
     await app.outbox.deliver_due()
     async with app.sessions() as session:
