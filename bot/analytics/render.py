@@ -11,7 +11,12 @@ from typing import Any
 
 SUMMARY = (
     ("conversations", "conversations"),
+    ("confirmed_automation_rate", "confirmed automation rate"),
     ("automation_rate", "automation rate"),
+    ("bot_answered", "bot answers, no operator"),
+    ("automated_confirmed", "bot answers confirmed"),
+    ("automated_unconfirmed", "bot answers unconfirmed"),
+    ("automated_failed", "bot answers failed"),
     ("involvement_rate", "involvement rate"),
     ("handed_off", "handed off"),
     ("resolved_by_bot", "resolved by bot (Helped)"),
@@ -55,10 +60,37 @@ def _grid(headers: Sequence[str], rows: list[list[Any]]) -> list[str]:
     return [line(cells[0]), "  ".join("-" * w for w in widths), *(line(row) for row in cells[1:])]
 
 
-TOPIC_COLUMNS = ("conversations", "automated", "involved", "automation_rate", "frt_p50_s", "csat_avg")
+# the bot-answered conversations by what the customer did next (bot/analytics/report.py)
+PARTS = ("automated_confirmed", "automated_unconfirmed", "automated_failed", "confirmed_automation_rate")
+TOPIC_COLUMNS = ("conversations", "automated", "involved", "automation_rate", *PARTS, "frt_p50_s", "csat_avg")
 OPERATOR_COLUMNS = ("conversations", "replies", "frt_p50_s", "frt_p90_s", "csat_avg", "csat_count")
-DAY_COLUMNS = ("conversations", "automated", "automation_rate", "frt_p50_s", "csat_avg")
-COHORT_COLUMNS = ("conversations", "automated", "automation_rate", "frt_p50_s", "frt_p90_s", "csat_avg", "csat_count")
+DAY_COLUMNS = ("conversations", "automated", "automation_rate", *PARTS, "frt_p50_s", "csat_avg")
+COHORT_COLUMNS = (
+    "conversations",
+    "automated",
+    "automation_rate",
+    *PARTS,
+    "frt_p50_s",
+    "frt_p90_s",
+    "csat_avg",
+    "csat_count",
+)
+
+
+def _roi_lines(roi: dict[str, Any]) -> list[str]:
+    """The ROI in words: the headline, what it counts, and the floor that counts confirmed answers only."""
+    money = roi["currency"]
+    confirmed, unconfirmed = roi["operator_hours_saved_confirmed"], roi["operator_hours_saved_unconfirmed"]
+    return [
+        f"{roi['operator_hours_saved']} operator hours saved = {roi['operator_cost_saved']} {money} "
+        f"(confirmed {confirmed} h + unconfirmed {unconfirmed} h; "
+        f"failed bot answers are not savings); LLM spend {roi['llm_spend']} {money}; net {roi['net_saving']} {money}",
+        f"counting only the answers customers confirmed: net {roi['net_saving_confirmed']} {money}",
+    ]
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k} {v}" for k, v in counts.items()) or "-"
 
 
 def render_table(report: dict[str, Any]) -> str:
@@ -66,11 +98,8 @@ def render_table(report: dict[str, Any]) -> str:
     out = [f"relaydesk report {window['since']} .. {window['until']}", ""]
     out += _grid(("metric", "value"), [[label, report[key]] for key, label in SUMMARY])
     roi = report["roi"]
-    out += [
-        "",
-        f"ROI: {roi['operator_hours_saved']} operator hours saved = {roi['operator_cost_saved']} {roi['currency']}; "
-        f"LLM spend {roi['llm_spend']} {roi['currency']}; net {roi['net_saving']} {roi['currency']}",
-    ]
+    first, floor = _roi_lines(roi)
+    out += ["", f"ROI: {first}", f"  ({floor})"]
     if roi["note"]:
         out.append(f"  ({roi['note']})")
     for title, key, columns in (
@@ -82,8 +111,9 @@ def render_table(report: dict[str, Any]) -> str:
         out += _grid(
             (key.split("_")[1], *columns), [[name, *(v[c] for c in columns)] for name, v in report[key].items()]
         )
-    out += ["", "handoff reasons: " + (", ".join(f"{k} {v}" for k, v in report["handoff_reasons"].items()) or "-")]
-    out += ["sentiment: " + (", ".join(f"{k} {v}" for k, v in report["sentiment"].items()) or "-")]
+    out += ["", "handoff reasons: " + _counts(report["handoff_reasons"])]
+    out += ["failed bot answers, by signal: " + _counts(report["failed_signals"])]
+    out += ["sentiment: " + _counts(report["sentiment"])]
     out += ["", "per day"]
     out += _grid(("date", *DAY_COLUMNS), [[d["date"], *(d[c] for c in DAY_COLUMNS)] for d in report["per_day"]])
     return "\n".join(out)
@@ -92,7 +122,7 @@ def render_table(report: dict[str, Any]) -> str:
 def render_csv(report: dict[str, Any]) -> str:
     """One long table: section, key, metric, value.
 
-    Sections: summary, roi, reasons, sentiment, cohorts, topics, operators, days.
+    Sections: summary, roi, handoff_reasons, failed_signals, sentiment, per_cohort, per_topic, per_operator, per_day.
     """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -101,7 +131,7 @@ def render_csv(report: dict[str, Any]) -> str:
         writer.writerow(("summary", "", key, _csv(report[key])))
     for metric, value in report["roi"].items():
         writer.writerow(("roi", "", metric, _csv(value)))
-    for section in ("handoff_reasons", "sentiment"):
+    for section in ("handoff_reasons", "failed_signals", "sentiment"):
         for name, count in report[section].items():
             writer.writerow((section, name, "count", count))
     for section in ("per_cohort", "per_topic", "per_operator"):
@@ -136,19 +166,25 @@ def _fmt_rate(value: Any) -> str:
     return "-" if value is None else f"{value * 100:.1f}%"
 
 
+def _percent(rate: float | None) -> float | None:
+    return None if rate is None else round(rate * 100, 1)
+
+
 def _fmt_s(value: Any) -> str:
     if value is None:
         return "-"
     return f"{value:.0f} s" if value < 120 else f"{value / 60:.1f} min"
 
 
-def _chart(title: str, days: list[str], values: list[float | None], color: str, kind: str, top: float | None) -> str:
-    """A 480x180 SVG bar or line chart; missing values leave a gap."""
+Series = tuple[str, list[float | None], str]  # name (shown in the legend when there are several), values, colour
+
+
+def _chart(title: str, days: list[str], series: Sequence[Series], kind: str, top: float | None) -> str:
+    """A 480x180 SVG bar or line chart of one or more series; missing values leave a gap."""
     width, height, left, bottom, pad = 480, 180, 40, 22, 8
-    known = [v for v in values if v is not None]
+    known = [v for _, values, _ in series for v in values if v is not None]
     peak = top if top is not None else max(known, default=0.0) or 1.0
     plot_w, plot_h = width - left - pad, height - bottom - pad
-    step = plot_w / max(len(values), 1)
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" width="{width}" height="{height}" '
         f'viewBox="0 0 {width} {height}" role="img" aria-label="{escape(title)}">',
@@ -156,6 +192,35 @@ def _chart(title: str, days: list[str], values: list[float | None], color: str, 
         f'<text x="{left - 4}" y="{pad + 10}" font-size="10" text-anchor="end">{peak:g}</text>',
         f'<text x="{left - 4}" y="{pad + plot_h}" font-size="10" text-anchor="end">0</text>',
     ]
+    for name, values, color in series:
+        parts += _marks(name if len(series) > 1 else "", days, values, color, kind, peak, (left, pad, plot_w, plot_h))
+    if len(series) > 1:
+        for i, (name, _, color) in enumerate(series):
+            parts.append(
+                f'<text x="{width - pad}" y="{pad + 10 + 12 * i}" font-size="10" text-anchor="end" '
+                f'fill="{color}">{escape(name)}</text>'
+            )
+    for i in sorted({0, len(days) - 1}) if days else []:
+        anchor = "start" if i == 0 else "end"
+        x = left if i == 0 else width - pad
+        parts.append(f'<text x="{x}" y="{height - 6}" font-size="10" text-anchor="{anchor}">{escape(days[i])}</text>')
+    parts.append("</svg>")
+    return f"<figure><figcaption>{escape(title)}</figcaption>{''.join(parts)}</figure>"
+
+
+def _marks(
+    name: str,
+    days: list[str],
+    values: list[float | None],
+    color: str,
+    kind: str,
+    peak: float,
+    frame: tuple[int, int, float, float],
+) -> list[str]:
+    """One series' bars, or its points and lines, inside the plot `frame` (left, top, width, height)."""
+    left, pad, plot_w, plot_h = frame
+    step = plot_w / max(len(values), 1)
+    parts: list[str] = []
     points: list[str] = []
     for i, value in enumerate(values):
         x = left + i * step
@@ -165,7 +230,7 @@ def _chart(title: str, days: list[str], values: list[float | None], color: str, 
             points = []
             continue
         h = plot_h * min(value / peak, 1.0) if peak else 0.0
-        label = f"<title>{escape(days[i])}: {value:g}</title>"
+        label = f"<title>{escape(days[i])}: {escape(name + ' ' if name else '')}{value:g}</title>"
         if kind == "bar":
             parts.append(
                 f'<rect x="{x + 1:.1f}" y="{pad + plot_h - h:.1f}" width="{max(step - 2, 1):.1f}" height="{h:.1f}" '
@@ -177,12 +242,7 @@ def _chart(title: str, days: list[str], values: list[float | None], color: str, 
             parts.append(f'<circle cx="{cx:.1f}" cy="{pad + plot_h - h:.1f}" r="2.5" fill="{color}">{label}</circle>')
     if len(points) > 1:
         parts.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{" ".join(points)}"/>')
-    for i in sorted({0, len(days) - 1}) if days else []:
-        anchor = "start" if i == 0 else "end"
-        x = left if i == 0 else width - pad
-        parts.append(f'<text x="{x}" y="{height - 6}" font-size="10" text-anchor="{anchor}">{escape(days[i])}</text>')
-    parts.append("</svg>")
-    return f"<figure><figcaption>{escape(title)}</figcaption>{''.join(parts)}</figure>"
+    return parts
 
 
 def _html_table(first: str, columns: Sequence[str], rows: dict[str, dict[str, Any]]) -> str:
@@ -202,20 +262,32 @@ def render_html(report: dict[str, Any]) -> str:
     days = [d["date"] for d in report["per_day"]]
     series = report["per_day"]
     frt_min = [None if d["frt_p50_s"] is None else round(d["frt_p50_s"] / 60, 2) for d in series]
-    automation = [None if d["automation_rate"] is None else round(d["automation_rate"] * 100, 1) for d in series]
+    automation = [_percent(d["automation_rate"]) for d in series]
+    confirmed = [_percent(d["confirmed_automation_rate"]) for d in series]
     charts = "".join(
         (
-            _chart("Conversations per day", days, [d["conversations"] for d in series], "#3b6fd8", "bar", None),
-            _chart("First response time p50 (min)", days, frt_min, "#d8793b", "line", None),
-            _chart("Automation rate (%)", days, automation, "#2f9e6a", "line", 100.0),
-            _chart("CSAT average (1-5)", days, [d["csat_avg"] for d in series], "#8a4fd8", "line", 5.0),
+            _chart("Conversations per day", days, [("", [d["conversations"] for d in series], "#3b6fd8")], "bar", None),
+            _chart("First response time p50 (min)", days, [("", frt_min, "#d8793b")], "line", None),
+            _chart(
+                "Automation rate (%): all and confirmed",
+                days,
+                [("all", automation, "#9ccfb5"), ("confirmed", confirmed, "#2f9e6a")],
+                "line",
+                100.0,
+            ),
+            _chart("CSAT average (1-5)", days, [("", [d["csat_avg"] for d in series], "#8a4fd8")], "line", 5.0),
         )
     )
     tiles = "".join(
         f'<div class="tile"><span class="muted">{escape(label)}</span><b>{escape(text)}</b></div>'
         for label, text in (
+            ("Confirmed automation", _fmt_rate(report["confirmed_automation_rate"])),  # the honest headline first
             ("Conversations", _show(report["conversations"])),
             ("Automation rate", _fmt_rate(report["automation_rate"])),
+            (
+                "Bot answers: confirmed / unconfirmed / failed",
+                " / ".join(_show(report[f"automated_{part}"]) for part in ("confirmed", "unconfirmed", "failed")),
+            ),
             ("Involvement rate", _fmt_rate(report["involvement_rate"])),
             ("FRT p50 / p90", f"{_fmt_s(report['frt_p50_s'])} / {_fmt_s(report['frt_p90_s'])}"),
             ("Human FRT p50", _fmt_s(report["frt_human_p50_s"])),
@@ -225,12 +297,10 @@ def render_html(report: dict[str, Any]) -> str:
         )
     )
     roi = report["roi"]
-    roi_line = (
-        f"{roi['operator_hours_saved']} operator hours saved ({roi['operator_cost_saved']} {roi['currency']}) "
-        f"against {roi['llm_spend']} {roi['currency']} of LLM spend: net {roi['net_saving']} {roi['currency']}."
+    roi_lines = "".join(f"<p>{escape(line[0].upper() + line[1:])}.</p>" for line in _roi_lines(roi))
+    reasons, failures, moods = (
+        escape(_counts(report[key])) for key in ("handoff_reasons", "failed_signals", "sentiment")
     )
-    reasons = ", ".join(f"{escape(k)} {v}" for k, v in report["handoff_reasons"].items()) or "-"
-    moods = ", ".join(f"{escape(k)} {v}" for k, v in report["sentiment"].items()) or "-"
     window = report["window"]
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
@@ -244,8 +314,11 @@ def render_html(report: dict[str, Any]) -> str:
         "copilot: every question goes to an operator with the bot's draft.</p>"
         f"<h2>Per operator</h2>{_html_table('operator', OPERATOR_COLUMNS, report['per_operator'])}"
         f"<h2>Per topic</h2>{_html_table('topic', TOPIC_COLUMNS, report['per_topic'])}"
-        f"<h2>Handoffs and mood</h2><p>Handoff reasons: {reasons}</p><p>Sentiment: {moods}</p>"
-        f"<h2>Return on investment</h2><p>{escape(roi_line)}</p>"
+        f"<h2>Handoffs and mood</h2><p>Handoff reasons: {reasons}</p>"
+        f"<p>Failed bot answers, by signal: {failures}</p><p>Sentiment: {moods}</p>"
+        "<p class=muted>A bot answer is confirmed when the customer pressed Helped or thanked the bot, failed "
+        "when they asked for a person, repeated the question, were negative, or were handed off after it.</p>"
+        f"<h2>Return on investment</h2>{roi_lines}"
         + (f"<p class=muted>{escape(roi['note'])}</p>" if roi["note"] else "")
         + "</body></html>\n"
     )

@@ -3,8 +3,31 @@
 Definitions (each conversation counts once, in the window its first message falls in):
 
 - automated: the bot answered and no person was needed (no handoff, no operator action);
-  `resolved_by_bot` counts those the customer also confirmed with the Helped button.
-- involved: an operator claimed it, replied or sent a draft.
+  `automation_rate` is automated / conversations. `resolved_by_bot` counts those the customer also
+  confirmed with the Helped button.
+- involved: an operator claimed it, replied, or sent or discarded a draft. A handoff alone is not
+  involvement: a conversation waiting in the queue is involved only once an operator acts on it.
+- bot-answered (`bot_answered`): the bot answered at least once and no operator was involved. What
+  the customer did after the bot's first answer splits them into three parts that add up to
+  bot_answered:
+  - failed (`automated_failed`): the customer pressed "Talk to a person" (feedback `not_helpful`),
+    a later customer message was negative (its `sentiment`), or the conversation was handed off
+    after the answer. A handoff for `asked_for_human`, `repeated_question` or `negative_sentiment`
+    is the customer's own verdict; one for any other reason (a follow-up the bot could not answer)
+    still means the conversation waits for a person, so it is no automation either, and it leaves
+    bot_answered (for involved) as soon as an operator acts. `failed_signals` counts the failed
+    conversations per signal (one conversation can show several).
+  - confirmed (`automated_confirmed`): not failed, and the customer confirmed the answer helped:
+    feedback `helpful` (the Helped button) or `thanks` (the customer thanked the bot after an
+    answer). Failed wins over confirmed whatever the order: a customer who pressed Helped and later
+    asked for a person was not served by the bot alone, and the conservative figure is the honest one.
+  - unconfirmed (`automated_unconfirmed`): neither; the customer went silent after the answer.
+  `confirmed_automation_rate` is confirmed / conversations. "After the answer" compares ids within
+  the event log (handoffs) and within the messages (sentiment), not clocks; the buttons only exist
+  under a bot answer.
+- ROI: operator time saved is priced for the confirmed and the unconfirmed bot-answered
+  conversations separately; the headline (`operator_hours_saved`, `operator_cost_saved`,
+  `net_saving`) counts both, `net_saving_confirmed` only the confirmed ones; failed ones never count.
 - first response time (FRT): from the first customer message to the first bot answer or operator
   reply. `frt_bot_*` is the bot's first answer; `frt_human_*` is the wait for a person: from the
   first handoff (or the first customer message when an operator stepped in unasked) to the first
@@ -19,8 +42,8 @@ Definitions (each conversation counts once, in the window its first message fall
 - per operator: the conversations they touched, their replies, the human FRT of the conversations
   they answered first, and the CSAT of the conversations they replied in last.
 
-The per-conversation aggregation runs in SQL (one GROUP BY over the event log); Python only walks
-one row per conversation, so 10,000 conversations report in well under a second or two.
+The per-conversation aggregation runs in SQL (one GROUP BY over the event log, and joins that return
+only the conversations with a failure signal); Python walks one row per conversation.
 """
 
 from __future__ import annotations
@@ -37,9 +60,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
 
 from bot.config import AnalyticsSettings
-from bot.storage.models import Conversation, Event, Feedback, Handoff
+from bot.domain import Author, Reason, Sentiment
+from bot.storage.models import Conversation, Event, Feedback, Handoff, Message
 
 TOUCHED = ("claimed", "operator_reply", "draft_sent", "draft_discarded")
+CONFIRMING = ("helpful", "thanks")  # Feedback kinds: the Helped button; a customer's thanks after an answer
+# Handoff reasons that are the customer's own verdict on the bot's answer; any other later handoff is "handed_off".
+VERDICTS = frozenset(str(r) for r in (Reason.ASKED_FOR_HUMAN, Reason.REPEATED_QUESTION, Reason.NEGATIVE_SENTIMENT))
+PARTS = ("confirmed", "unconfirmed", "failed")
 COHORTS = ("pilot", "copilot")  # bot/pilot.py's Cohort values, as recorded in the decision events
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([mhdw])\s*$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -101,6 +129,7 @@ class _Group:
     automated: int = 0
     involved: int = 0
     replies: int = 0
+    parts: Counter[str] = field(default_factory=Counter)  # bot-answered conversations by PARTS
     frt: list[float] = field(default_factory=list)
     csat: list[int] = field(default_factory=list)
 
@@ -110,10 +139,41 @@ class _Group:
             "automated": self.automated,
             "involved": self.involved,
             "automation_rate": _rate(self.automated, self.conversations),
+            **{f"automated_{part}": self.parts[part] for part in PARTS},
+            "confirmed_automation_rate": _rate(self.parts["confirmed"], self.conversations),
             "frt_p50_s": _secs(percentile(self.frt, 50)),
             "csat_avg": _avg(self.csat),
             "csat_count": len(self.csat),
         }
+
+
+@dataclass
+class _Outcomes:
+    """What customers did after the bot's answers: the signals that split the bot-answered conversations."""
+
+    confirmed: set[int] = field(default_factory=set)
+    failed: defaultdict[int, set[str]] = field(default_factory=lambda: defaultdict(set))  # conversation -> signals
+
+    def part(self, conversation_id: int) -> str:
+        # Failed wins whatever the order: a Helped press does not undo a later request for a person.
+        if conversation_id in self.failed:
+            return "failed"
+        return "confirmed" if conversation_id in self.confirmed else "unconfirmed"
+
+
+def _outcomes(feedback: Any, later_handoffs: Any, negative: Any) -> _Outcomes:
+    outcomes = _Outcomes()
+    for conversation_id, kind, _ in feedback:
+        if kind in CONFIRMING:
+            outcomes.confirmed.add(conversation_id)
+        elif kind == "not_helpful":  # the "Talk to a person" button, only ever under a bot answer
+            outcomes.failed[conversation_id].add("not_helpful")
+    for conversation_id, data in later_handoffs:
+        reasons = {str(reason) for reason in (data or {}).get("reasons", [])}
+        outcomes.failed[conversation_id].update(reasons & VERDICTS or {"handed_off"})
+    for conversation_id in negative:
+        outcomes.failed[conversation_id].add("negative_message")
+    return outcomes
 
 
 def _first(type_: str) -> Any:
@@ -170,6 +230,8 @@ async def build_report(
                 .order_by(col(Feedback.id))
             )
         ).all()
+        later_handoffs = (await session.execute(_handoffs_after_answer(in_window))).all()
+        negative = (await session.execute(_negative_after_answer(in_window))).scalars().all()
         handoffs = (
             await session.execute(
                 select(col(Handoff.reasons))
@@ -196,7 +258,51 @@ async def build_report(
                 .where(in_window, col(Event.type).in_(("bot_answer", "handoff", "llm_usage")))
             )
         ).one()
-    return _assemble(rows, opening, actions, feedback, handoffs, moods, tokens, analytics, since, until)
+    outcomes = _outcomes(feedback, later_handoffs, negative)
+    return _assemble(rows, opening, actions, feedback, outcomes, handoffs, moods, tokens, analytics, since, until)
+
+
+def _handoffs_after_answer(in_window: Any) -> Any:
+    """Each handoff after its conversation's first bot answer, with its data (the reasons).
+
+    Event ids give the order: they grow as events are written, while clocks may be rewritten (imports, tests).
+    """
+    first_answer = (
+        select(col(Event.conversation_id).label("conversation_id"), func.min(col(Event.id)).label("event_id"))
+        .join(Conversation, col(Conversation.id) == col(Event.conversation_id))
+        .where(in_window, col(Event.type) == "bot_answer")
+        .group_by(col(Event.conversation_id))
+        .subquery()
+    )
+    after = and_(first_answer.c.conversation_id == col(Event.conversation_id), col(Event.id) > first_answer.c.event_id)
+    return (
+        select(col(Event.conversation_id), col(Event.data))
+        .join(first_answer, after)
+        .where(col(Event.type) == "handoff")
+    )
+
+
+def _negative_after_answer(in_window: Any) -> Any:
+    """The conversations with a negative customer message after the bot's first answer (message ids give the order)."""
+    first_reply = (
+        select(col(Message.conversation_id).label("conversation_id"), func.min(col(Message.id)).label("message_id"))
+        .join(Conversation, col(Conversation.id) == col(Message.conversation_id))
+        .where(in_window, col(Message.author) == Author.BOT.value)
+        .group_by(col(Message.conversation_id))
+        .subquery()
+    )
+    after = and_(
+        first_reply.c.conversation_id == col(Message.conversation_id), col(Message.id) > first_reply.c.message_id
+    )
+    return (
+        select(col(Message.conversation_id))
+        .distinct()
+        .join(first_reply, after)
+        .where(
+            col(Message.author) == Author.CUSTOMER.value,
+            col(Message.meta)["sentiment"].as_string() == Sentiment.NEGATIVE.value,
+        )
+    )
 
 
 def _per_conversation(in_window: Any) -> Any:
@@ -228,6 +334,7 @@ def _assemble(
     opening: dict[int, tuple[str | None, str | None]],
     actions: Any,
     feedback: Any,
+    outcomes: _Outcomes,
     handoffs: Any,
     moods: Any,
     tokens: Any,
@@ -266,6 +373,7 @@ def _assemble(
     frt_human: list[float] = []
     resolution: list[float] = []
     totals = Counter[str]()
+    failed_signals = Counter[str]()
     for row in rows:
         conversation_id = row.id
         bot_s = _seconds(row.first_bot, row.first_in)
@@ -277,6 +385,8 @@ def _assemble(
         resolved_s = _seconds(row.first_resolved, row.first_in)
         involved = bool(row.touched)
         automated = row.first_bot is not None and row.first_handoff is None and not involved
+        # bot-answered: a later handoff nobody has acted on yet is still the bot's (and a failure, see above)
+        part = outcomes.part(conversation_id) if row.first_bot is not None and not involved else None
         csat = csat_of.get(conversation_id, [])
         topic, cohort = opening.get(conversation_id, (None, None))
         groups = [per_topic[topic or row.topic or "(none)"]]
@@ -288,6 +398,8 @@ def _assemble(
             group.conversations += 1
             group.automated += automated
             group.involved += involved
+            if part:
+                group.parts[part] += 1
             group.csat.extend(csat)
             if first_s is not None:
                 group.frt.append(first_s)
@@ -307,6 +419,10 @@ def _assemble(
             resolved_by_bot=bool(row.by_bot),
             reopened=bool(row.reopened),
         )
+        if part:
+            totals.update((part, "bot_answered"))
+        if part == "failed":
+            failed_signals.update(outcomes.failed[conversation_id])
         for values, value in ((frt, first_s), (frt_bot, bot_s), (frt_human, human_s), (resolution, resolved_s)):
             if value is not None:
                 values.append(value)
@@ -322,6 +438,10 @@ def _assemble(
         "involved": totals["involved"],
         "handed_off": totals["handed_off"],
         "automation_rate": _rate(totals["automated"], conversations),
+        "bot_answered": totals["bot_answered"],
+        **{f"automated_{part}": totals[part] for part in PARTS},
+        "confirmed_automation_rate": _rate(totals["confirmed"], conversations),
+        "failed_signals": dict(failed_signals.most_common()),
         "involvement_rate": _rate(totals["involved"], conversations),
         "resolved_by_bot": totals["resolved_by_bot"],
         "frt_p50_s": _secs(percentile(frt, 50)),
@@ -337,6 +457,7 @@ def _assemble(
         "csat_count": len(all_csat),
         "helpful": buttons["helpful"],
         "not_helpful": buttons["not_helpful"],
+        "thanks": buttons["thanks"],
         "reopened": totals["reopened"],
         "reopen_rate": _rate(totals["reopened"], totals["resolved"]),
         "handoff_reasons": dict(reasons.most_common()),
@@ -357,23 +478,34 @@ def _assemble(
             for name, g in sorted(per_operator.items())
         },
         "per_day": [{"date": d.isoformat(), **g.figures()} for d, g in sorted(per_day.items())],
-        "roi": _roi(totals["automated"], tokens_in, tokens_out, analytics),
+        "roi": _roi(totals["confirmed"], totals["unconfirmed"], tokens_in, tokens_out, analytics),
     }
 
 
-def _roi(automated: int, tokens_in: int, tokens_out: int, analytics: AnalyticsSettings) -> dict[str, Any]:
-    hours = automated * analytics.handling_minutes / 60
+def _roi(
+    confirmed: int, unconfirmed: int, tokens_in: int, tokens_out: int, analytics: AnalyticsSettings
+) -> dict[str, Any]:
+    """Operator time the bot saved, priced; failed bot answers are never savings (a person was needed after all)."""
+    hours_of = {
+        part: count * analytics.handling_minutes / 60
+        for part, count in (("confirmed", confirmed), ("unconfirmed", unconfirmed))
+    }
+    hours = sum(hours_of.values())
     saved = hours * analytics.hourly_cost
     spend = tokens_in / 1000 * analytics.price_input_per_1k + tokens_out / 1000 * analytics.price_output_per_1k
     recorded = bool(tokens_in or tokens_out)
     return {
         "currency": analytics.currency,
+        "headline": "confirmed + unconfirmed",  # what operator_hours_saved, operator_cost_saved and net_saving count
         "operator_hours_saved": round(hours, 2),
         "operator_cost_saved": round(saved, 2),
+        **{f"operator_hours_saved_{part}": round(h, 2) for part, h in hours_of.items()},
+        **{f"operator_cost_saved_{part}": round(h * analytics.hourly_cost, 2) for part, h in hours_of.items()},
         "llm_tokens_in": tokens_in,
         "llm_tokens_out": tokens_out,
         "llm_spend": round(spend, 4),
         "net_saving": round(saved - spend, 2),
+        "net_saving_confirmed": round(hours_of["confirmed"] * analytics.hourly_cost - spend, 2),
         "tokens_recorded": recorded,
         # Every LLM call records its tokens (answers, handoffs, the reply judge), so none means none were made.
         "note": "" if recorded else "no LLM calls in this window (offline brain), so the LLM spend is 0",

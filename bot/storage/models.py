@@ -83,7 +83,7 @@ class Feedback(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     conversation_id: int = Field(foreign_key="conversation.id", index=True)
     message_id: int | None = Field(default=None, foreign_key="message.id")
-    kind: str = Field(max_length=16)  # helpful | not_helpful | csat
+    kind: str = Field(max_length=16)  # helpful | not_helpful | thanks (thanked the bot after an answer) | csat
     value: int = 0
     created_at: datetime = Field(default_factory=utcnow)
 
