@@ -162,6 +162,9 @@ async def test_the_report_has_the_exact_figures_of_the_script(scripted: App) -> 
     report = json.loads(render(await report_of(scripted), "json"))
     assert report["conversations"] == 6
     assert (report["automated"], report["automation_rate"]) == (2, 0.3333)  # c1, c2
+    # of the bot's answers nobody else touched, c1 pressed Helped, c2 said nothing more; c6 is an operator's
+    assert (report["bot_answered"], report["automated_confirmed"], report["automated_unconfirmed"]) == (2, 1, 1)
+    assert (report["automated_failed"], report["confirmed_automation_rate"]) == (0, 0.1667)
     assert (report["involved"], report["involvement_rate"]) == (3, 0.5)  # c3, c4, c6
     assert report["handed_off"] == 4 and report["resolved_by_bot"] == 1
     # first responses: 2, 4 (bot), 121, 301 (operators), 3 (bot, c6); c5 still waits
@@ -209,6 +212,7 @@ async def test_the_report_has_the_exact_figures_of_the_script(scripted: App) -> 
     assert days["2026-03-03"]["csat_avg"] == 3.5 and days["2026-03-04"]["conversations"] == 0
     roi = report["roi"]
     assert roi["operator_hours_saved"] == 0.2 and roi["operator_cost_saved"] == 5.0  # 2 x 6 min x 25/h
+    assert (roi["operator_cost_saved_confirmed"], roi["operator_cost_saved_unconfirmed"]) == (2.5, 2.5)
     assert roi["llm_spend"] == 0 and not roi["tokens_recorded"] and "no LLM calls" in roi["note"]
 
 

@@ -31,6 +31,7 @@ from sqlmodel import col, select
 from bot.analytics.report import build_report
 from bot.app import build_app
 from bot.cli import main
+from bot.config import Settings
 from bot.domain import Inbound
 from bot.runner import Running, start
 from bot.storage.models import Conversation, Customer, Event, Handoff
@@ -102,6 +103,11 @@ EXPECTED: dict[str, Any] = {
     "handed_off": 11,  # 7006-7016
     "involved": 10,  # 7006-7014 and 7016 (a claim counts); 7015 waits
     "automation_rate": 0.3125,  # 5 / 16
+    "bot_answered": 5,  # 7001-7005; 7006 and 7007 pressed Not helpful, but an operator took them: involved
+    "automated_confirmed": 3,  # 7001-7003 pressed Helped
+    "automated_unconfirmed": 2,  # 7004, 7005 said nothing more
+    "automated_failed": 0,
+    "confirmed_automation_rate": 0.1875,  # 3 / 16
     "involvement_rate": 0.625,  # 10 / 16
     "resolved": 12,  # 7001-7003 by the bot, 7006-7014 by operators
     "reopened": 1,  # 7013
@@ -123,6 +129,11 @@ EXPECTED_TOPICS = {  # conversations, automated, involved, CSAT
     "order-tracking": {"conversations": 8, "automated": 2, "involved": 6, "csat_avg": 4.2, "csat_count": 5},
     "returns-policy": {"conversations": 4, "automated": 1, "involved": 3, "csat_avg": 2.5, "csat_count": 2},
     "payment-methods": {"conversations": 4, "automated": 2, "involved": 1, "csat_avg": 4.0, "csat_count": 1},
+}
+EXPECTED_TOPIC_PARTS = {  # the bot's answers per topic: confirmed, unconfirmed, failed
+    "order-tracking": (1, 1, 0),  # 7002 Helped; 7004 silent
+    "returns-policy": (1, 0, 0),  # 7001 Helped
+    "payment-methods": (1, 1, 0),  # 7003 Helped; 7005 silent
 }
 DECISIONS = 19  # 7 bot answers (7001-7007) and 12 handoffs (11 + 7013's comeback): each has a sentiment
 
@@ -303,9 +314,8 @@ async def fakes() -> AsyncIterator[tuple[FakeTelegram, FakeSlack]]:
     await slack.close()
 
 
-async def test_a_scripted_day_adds_up_in_relaydesk_report(
-    tmp_path: Path, fakes: tuple[FakeTelegram, FakeSlack], capsys: pytest.CaptureFixture[str]
-) -> None:
+async def open_day(tmp_path: Path, fakes: tuple[FakeTelegram, FakeSlack]) -> tuple[Day, Settings]:
+    """`relaydesk run` between the two fakes, with the test config the module docstring describes."""
     telegram, slack = fakes
     settings = telegram_settings(tmp_path, telegram)
     settings.automation.min_confidence = 0.9
@@ -316,9 +326,27 @@ async def test_a_scripted_day_adds_up_in_relaydesk_report(
     settings.slack.api_base = slack.base_url
     settings.slack.queue_channel = QUEUE
     running = await start(settings)
-    day = Day(
-        running, telegram, slack, SlackUser(f"http://127.0.0.1:{settings.server.port}/slack/events", SECRET, slack)
-    )
+    user = SlackUser(f"http://127.0.0.1:{settings.server.port}/slack/events", SECRET, slack)
+    return Day(running, telegram, slack, user), settings
+
+
+async def report_of_the_day(
+    tmp_path: Path, settings: Settings, capsys: pytest.CaptureFixture[str], fmt: str = "json"
+) -> str:
+    """`relaydesk report --since 1d` on the day's config and database, as a person runs it."""
+    config = tmp_path / "config.yaml"
+    config.write_text(f"database:\n  url: {settings.database.url}\n", encoding="utf-8")
+    capsys.readouterr()
+    code = await asyncio.to_thread(main, ["--config", str(config), "report", "--since", "1d", "--format", fmt])
+    assert code == 0
+    return capsys.readouterr().out
+
+
+async def test_a_scripted_day_adds_up_in_relaydesk_report(
+    tmp_path: Path, fakes: tuple[FakeTelegram, FakeSlack], capsys: pytest.CaptureFixture[str]
+) -> None:
+    day, settings = await open_day(tmp_path, fakes)
+    running, slack = day.running, day.slack
     try:
         await asyncio.gather(*(morning(day, visit) for visit in DAY))
         cards_for = {b["value"] for r in slack.roots() for b in r.buttons().values()}
@@ -333,12 +361,7 @@ async def test_a_scripted_day_adds_up_in_relaydesk_report(
     finally:
         await running.stop()
 
-    config = tmp_path / "config.yaml"
-    config.write_text(f"database:\n  url: {settings.database.url}\n", encoding="utf-8")
-    capsys.readouterr()
-    code = await asyncio.to_thread(main, ["--config", str(config), "report", "--since", "1d", "--format", "json"])
-    assert code == 0
-    report = json.loads(capsys.readouterr().out)
+    report = json.loads(await report_of_the_day(tmp_path, settings, capsys))
 
     for key, value in EXPECTED.items():
         assert report[key] == value, f"{key}: {report[key]} != {value}; handoffs:\n" + "\n".join(map(str, trail))
@@ -352,6 +375,9 @@ async def test_a_scripted_day_adds_up_in_relaydesk_report(
         for topic, figures in report["per_topic"].items()
     }
     assert topics == EXPECTED_TOPICS
+    parts = ("automated_confirmed", "automated_unconfirmed", "automated_failed")
+    assert {topic: tuple(f[k] for k in parts) for topic, f in report["per_topic"].items()} == EXPECTED_TOPIC_PARTS
+    assert report["roi"]["operator_hours_saved_confirmed"] == 0.3  # 3 x 6 min
     assert sum(report["sentiment"].values()) == DECISIONS
     assert sum(d["conversations"] for d in report["per_day"]) == EXPECTED["conversations"]
 
@@ -398,3 +424,32 @@ async def test_a_request_for_a_person_is_not_learned_as_a_question(tmp_path: Pat
     assert handoff is not None
     assert "order 1234" not in handoff.draft  # another customer's reply is no draft for this one
     assert "responder_request" not in handoff.reasons
+
+
+async def test_a_press_of_talk_to_a_person_nobody_answered_yet_is_a_failed_answer_not_a_saving(
+    tmp_path: Path, fakes: tuple[FakeTelegram, FakeSlack], capsys: pytest.CaptureFixture[str]
+) -> None:
+    visits = [
+        Visit(7101, "en", "How do I return an item?", "returns-policy", press="helped"),  # confirmed
+        Visit(7102, "ru", "Где мой заказ?", "order-tracking"),  # unconfirmed: silence
+        Visit(7103, "en", "Which payment methods do you accept?", "payment-methods", press="human"),  # failed
+        Visit(7104, "en", "Where is my order?", "order-tracking", press="human", operator=MARIA, work=("reply",)),
+    ]
+    day, settings = await open_day(tmp_path, fakes)
+    try:
+        await asyncio.gather(*(morning(day, visit) for visit in visits))
+        await queue(day, visits[-1])  # Maria answers 7104; nobody gets to 7103 today
+    finally:
+        await day.running.stop()
+    report = json.loads(await report_of_the_day(tmp_path, settings, capsys))
+    assert (report["conversations"], report["involved"], report["handed_off"]) == (4, 1, 2)
+    assert report["bot_answered"] == 3  # 7104 is Maria's now
+    parts = (report["automated_confirmed"], report["automated_unconfirmed"], report["automated_failed"])
+    assert parts == (1, 1, 1) and sum(parts) == report["bot_answered"]
+    assert report["failed_signals"] == {"asked_for_human": 1, "not_helpful": 1}
+    assert (report["automation_rate"], report["confirmed_automation_rate"]) == (0.5, 0.25)  # 7101 7102; 7101
+    roi = report["roi"]  # 6 minutes each for 7101 and 7102, none for 7103
+    assert (roi["operator_hours_saved"], roi["operator_hours_saved_confirmed"]) == (0.2, 0.1)
+    page = await report_of_the_day(tmp_path, settings, capsys, "html")
+    assert page.index("Confirmed automation") < page.index("Conversations") < page.index("Automation rate")
+    assert '<span class="muted">Confirmed automation</span><b>25.0%</b>' in page
