@@ -342,3 +342,26 @@ def test_very_long_text_is_handled() -> None:
     wants_human(text)
     assert time.perf_counter() - start < 1.0
     assert result.label is Sentiment.NEGATIVE
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [  # a calm score (0.0): the cues alone raise the priority
+        ("I need this fixed today", Priority.HIGH),
+        ("срочно", Priority.HIGH),
+        ("My account is overdrawn", Priority.HIGH),
+        ("Списали деньги дважды", Priority.HIGH),
+        ("Someone logged into my account and changed the password", Priority.HIGH),
+        ("The courier damaged our fence; who pays for the repair?", Priority.HIGH),
+        ("Can I return an item today?", Priority.NORMAL),  # "today" in a question is no deadline
+        ("Где мой заказ?", Priority.NORMAL),
+    ],
+)
+def test_harm_and_deadlines_count_without_angry_words(text: str, expected: Priority) -> None:
+    assert priority(0.0, text, False) is expected
+
+
+def test_harm_with_any_negativity_is_urgent() -> None:
+    assert priority(-0.3, "I was charged twice and my account is overdrawn", False) is Priority.URGENT
+    assert priority(0.0, "Charged twice, account overdrawn, fix this today", False) is Priority.URGENT
+    assert priority(-0.3, "Кто-то зашёл в мой аккаунт и вывел деньги", False) is Priority.URGENT

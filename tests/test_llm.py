@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
+from bot.analysis.sentiment import score_sentiment
 from bot.app import App, build_app
 from bot.config import Settings
 from bot.domain import Inbound, Reason
@@ -440,5 +441,30 @@ async def test_broken_agent_prompts_at_start_up_mean_the_offline_brain(tmp_path:
     app = await build_app(settings)
     try:
         assert isinstance(app.desk._responder, OfflineResponder)
+    finally:
+        await app.close()
+
+
+async def test_llm_sentiment_score_is_made_to_agree_with_its_label(
+    tmp_path: Path, fake: FakeOpenAI, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = await build_app(llm_settings(tmp_path, fake, analysis=True))
+    cases = [  # (text, the LLM's label and score, the score the analysis keeps)
+        ("How do I return an item?", "negative", 0.9, -0.25),  # the label wins: the nearest end of its band
+        ("How do I return an item?", "positive", 1.7, 1.0),  # out of range
+        ("How do I return an item?", "neutral", -3.0, None),  # the offline score (0.0) agrees: it is used
+        ("How do I return an item?", "neutral", 0.1, 0.1),  # agrees: kept
+        ("This is terrible, my order is broken", "negative", 0.8, None),  # the offline score agrees: it is used
+    ]
+    try:
+        desk = Desk(app)
+        for number, (text, label, score, expected) in enumerate(cases):
+            caplog.clear()
+            fake.script(analysis("returns-policy", label, score, "normal"), final("See the returns article."))
+            a = (await desk.say(text, chat=f"mood-{number}")).analysis  # a new customer: the bot answers
+            offline = score_sentiment(text, a.language).score  # the offline analysis on hashing embeddings
+            assert a.sentiment == label
+            assert a.sentiment_score == (offline if expected is None else expected)
+            assert ("llm analysis: sentiment" in caplog.text) is (score != a.sentiment_score)
     finally:
         await app.close()

@@ -58,10 +58,36 @@ _REFUSAL = re.compile(r"\b(?:don't|do not|dont|no need to|not|never|не|нет|
 
 _URGENCY = re.compile(
     r"\b(?:urgent\w*|asap|immediately|right now|right away|emergency|срочн\w*|немедленно|сейчас же"
-    r"|как можно (?:скорее|быстрее)|безотлагательно)\b",
+    r"|как можно (?:скорее|быстрее)|безотлагательно|сегодня же|до конца (?:дня|сегодняшнего дня))\b"
+    # a deadline the customer sets: "I need this fixed today", "fix this today", "нужно решить сегодня"
+    r"|\b(?:need|needs|must|have to|has to|got to|fix|sort|resolve|solve|refund|unblock|unlock)\b[^.!?\n]{0,40}?"
+    r"\b(?:today|tonight|by tomorrow|by the end of (?:the )?day)\b"
+    r"|\b(?:нужно|надо|необходимо|требую|прошу|должны|решите|исправьте|верните|разблокируйте)\b[^.!?\n]{0,40}?"
+    r"\b(?:сегодня|до завтра|к вечеру)\b",
     re.IGNORECASE,
 )
 _SHOUTED_NOW = re.compile(r"\b(?:NOW|СЕЙЧАС|ASAP)\b")  # case matters: a shouted "now" is a demand
+# Harm already done, however calmly told: money taken or missing, an account in someone else's hands,
+# property damaged, someone hurt. These need a person soon even without angry words.
+_HARM = re.compile(
+    r"\b(?:charged (?:me )?(?:twice|double|two times|three times|again)|double[- ]?charged"
+    r"|(?:double|duplicate) (?:charge|payment|transaction)s?|overdrawn|overdraft|unauthori[sz]ed|fraud\w*"
+    r"|scam(?:med|mer|mers|s)?|stolen|stole|hack(?:ed|er|ers)?|identity theft"
+    r"|(?:someone|somebody|a stranger)(?: else)? (?:has )?(?:logged|signed|got|broke) (?:in|into)"
+    r"|(?:taken over|took over|compromised|hijacked) (?:my )?account|account (?:was |has been |got |is )?"
+    r"(?:taken over|compromised|hijacked)|locked (?:me )?out of my account"
+    r"|(?:money|funds|payment|balance) (?:is |was |has )?(?:gone|missing|disappeared|vanished)"
+    r"|(?:damag|broke|ruin|destroy|flood|scratch|dent)(?:ed|ing)? (?:my|our|it|them)|water damage|flooded|flooding"
+    r"|property damage|pay for (?:the )?(?:repairs?|damages?)|возмест\w* (?:ущерб|ремонт)"
+    r"|injur\w*|hurt (?:me|my)|caught fire|burn(?:ed|t) (?:my|the)"
+    r"|списа\w*(?: \w+){0,3} (?:дважды|два раза|повторно|ещ[её] раз)|(?:дважды|два раза|повторно) списа\w*"
+    r"|двойн\w* (?:списани|оплат|платеж)\w*|в минус\w*|овердрафт\w*|минус на (?:карте|сч[её]те)"
+    r"|мошен\w*|взлом\w*|украл\w*|украден\w*|похитил\w*|похищен\w*|несанкционирован\w*"
+    r"|(?:кто-то|посторонн\w*|чужой|чужие) (?:вош[её]л|зашл?[иа]?|заш[её]л|получил\w* доступ)"
+    r"|(?:деньги|средства|баланс) (?:пропал\w*|исчез\w*|ушл?[иа]?)|пропали деньги|исчезли деньги"
+    r"|повредил\w*|испортил\w* (?:мо|наш)\w*|затопил\w*|залил\w*|ущерб\w*|травм\w*)\b",
+    re.IGNORECASE,
+)
 _THREAT = re.compile(
     r"\b(?:sue|suing|lawsuit|lawyer\w*|attorney\w*|court|police|legal action|chargeback|суд|суда|суде"
     r"|судом|судебн\w*|засуж\w*|юрист\w*|адвокат\w*|полици\w*|прокуратур\w*|роспотребнадзор\w*"
@@ -93,15 +119,27 @@ def only_asks_for_a_person(question: str) -> bool:
     return len([w for w in re.findall(r"\w{3,}", rest) if w not in _FILLER]) < 2
 
 
+def harmed(text: str) -> bool:
+    """True when the message reports harm already done: money taken twice or missing, an account in a
+    stranger's hands, property damaged, someone hurt."""
+    return bool(_HARM.search(text[:_MAX_CHARS]))
+
+
 def priority(sentiment_score: float, text: str, wants_human: bool) -> Priority:
-    """How soon an operator should look: threats and urgent anger first, thanks last."""
+    """How soon an operator should look: harm, threats and urgent anger first, thanks last.
+
+    The mood alone misses a calm report of harm ("my card was charged twice and my account is
+    overdrawn") or a calm deadline ("I need this fixed today"): those cues count on their own, and
+    with any negativity besides them the message is urgent."""
     sample = text[:_MAX_CHARS]
     pressing = bool(_URGENCY.search(sample) or _SHOUTED_NOW.search(sample) or _THREAT.search(sample))
-    if pressing and sentiment_score <= STRONG_NEGATIVE:
+    harm = harmed(sample)
+    negative = sentiment_score <= NEGATIVE_THRESHOLD
+    if (pressing and sentiment_score <= STRONG_NEGATIVE) or (harm and (pressing or negative)):
         return Priority.URGENT
-    if pressing or sentiment_score <= STRONG_NEGATIVE:
+    if pressing or harm or sentiment_score <= STRONG_NEGATIVE:
         return Priority.HIGH
-    if wants_human and sentiment_score <= NEGATIVE_THRESHOLD:
+    if wants_human and negative:
         return Priority.HIGH
     if sentiment_score >= POSITIVE_THRESHOLD and not wants_human and "?" not in sample:
         return Priority.LOW  # thanks and small talk; a question still deserves a normal answer

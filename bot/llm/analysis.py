@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from dataclasses import replace
 from typing import Any, Literal
 
@@ -16,6 +17,7 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
 from pydantic import BaseModel, Field
 
+from bot.analysis.sentiment import NEGATIVE_THRESHOLD, POSITIVE_THRESHOLD
 from bot.analyzer import Analyzer
 from bot.config import LLMSettings
 from bot.domain import Analysis, Priority, Sentiment
@@ -29,6 +31,12 @@ log = logging.getLogger(__name__)
 MAX_TEXT = 4000
 ANALYSIS_SHARE = 1 / 3  # of the message's budget, at most: the rest is the agent's
 _RANK = {p: i for i, p in enumerate(Priority)}
+# The score range each label stands for, as the offline analysis draws them.
+_BANDS = {
+    Sentiment.NEGATIVE: (-1.0, NEGATIVE_THRESHOLD),
+    Sentiment.NEUTRAL: (NEGATIVE_THRESHOLD, POSITIVE_THRESHOLD),
+    Sentiment.POSITIVE: (POSITIVE_THRESHOLD, 1.0),
+}
 
 
 class MessageAnalysis(BaseModel):
@@ -36,7 +44,9 @@ class MessageAnalysis(BaseModel):
 
     topic: str | None = Field(default=None, description="one of the listed topic ids, or null")
     sentiment: Literal["negative", "neutral", "positive"]
-    sentiment_score: float = Field(ge=-1, le=1)
+    # The bounds are shown to the model but not enforced here: an out-of-range score is corrected in
+    # `merge` (and logged) instead of throwing the whole classification away.
+    sentiment_score: float = Field(json_schema_extra={"minimum": -1, "maximum": 1})
     priority: Literal["low", "normal", "high", "urgent"]
     wants_human: bool = False
 
@@ -92,7 +102,21 @@ def merge(offline: Analysis, found: MessageAnalysis) -> Analysis:
         topic=topic,
         matches=matches,
         sentiment=Sentiment(found.sentiment),
-        sentiment_score=max(-1.0, min(1.0, found.sentiment_score)),
+        sentiment_score=consistent_score(Sentiment(found.sentiment), found.sentiment_score, offline.sentiment_score),
         priority=priority,
         wants_human=wants_human,
     )
+
+
+def consistent_score(label: Sentiment, score: float, offline: float) -> float:
+    """The LLM's score, made to agree with its label: the label wins.
+
+    A score outside its label's band ("negative" at +0.9), outside -1..1 or not a number is replaced
+    by the offline score when that agrees with the label, else moved to the nearest end of the band;
+    either way it is logged, since it means the model answered carelessly."""
+    low, high = _BANDS[label]
+    if math.isfinite(score) and low <= score <= high:
+        return score
+    fixed = offline if low <= offline <= high else min(max(score if math.isfinite(score) else 0.0, low), high)
+    log.warning("llm analysis: sentiment %s with score %r; using %.2f", label, score, fixed)
+    return fixed
