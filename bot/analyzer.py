@@ -1,47 +1,139 @@
-"""Step 3 of a message: language, topic with confidence, sentiment, priority, a wish for a human."""
+"""Step 3 of a message: language, slots, small talk, topic with confidence, escalation, sentiment, priority.
+
+Triage comes first (bot.triage): small talk is recognised without the encoder; entities are cut out of
+the text before it is embedded; then one embedding serves the topic classifier (with its off-topic
+class), the open-set gate's similarity and the escalation topics.
+"""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
 
+import numpy as np
+
 from bot.analysis.intent import priority, wants_human
 from bot.analysis.language import detect_language
 from bot.analysis.sentiment import score_sentiment
-from bot.domain import Analysis
-from bot.knowledge.index import Hit, KnowledgeIndex
-from bot.retrieval import rank_topics
+from bot.analysis.sentiment_model import SentimentModel
+from bot.domain import Analysis, Escalation, Match, Priority, Sentiment
+from bot.knowledge.index import OFF_TOPIC, Hit, KnowledgeIndex
+from bot.retrieval import rank_topics, similarity
+from bot.triage.entities import Slots, extract
+from bot.triage.examples import TriageExamples
+from bot.triage.smalltalk import SmallTalk, small_talk
 
 MAX_QUERY_CHARS = 2000  # the embedding model reads ~512 tokens; the rest would only cost time
+_RANK = {p: i for i, p in enumerate(Priority)}
 
 
 class Analyzer:
-    def __init__(self, index: KnowledgeIndex, top_k: int = 30, default_language: str = "en") -> None:
+    def __init__(
+        self,
+        index: KnowledgeIndex,
+        top_k: int = 30,
+        default_language: str = "en",
+        examples: TriageExamples | None = None,
+        escalation_similarity: float = 1.0,
+        sentiment: SentimentModel | None = None,
+    ) -> None:
+        """`sentiment`: the trained head over this index's embeddings (None: the lexicon alone)."""
         self._index = index
         self._top_k = top_k
         self._default_language = default_language
+        self._examples = examples
+        self._escalation_similarity = escalation_similarity
+        self._sentiment = sentiment
 
-    async def analyse(self, text: str, language_hint: str = "") -> Analysis:
+    @property
+    def sentiment(self) -> SentimentModel | None:
+        return self._sentiment
+
+    async def analyse(self, text: str, language_hint: str = "", kind: str = "text") -> Analysis:
+        """`language_hint`: the conversation's language, kept when the message has none of its own."""
         language = detect_language(text, default=language_hint or self._default_language)
-        vector = await self._index.embed_query(text[:MAX_QUERY_CHARS])
+        masked, slots = extract(text)
+        talk = small_talk(text, kind)
+        if talk is not None:
+            return self._small_talk(talk, language, slots)
+        if not masked:  # only a number, an e-mail, a date: nothing to classify
+            return self.conclude(text, language, [], slots=slots)
+        if self._examples is not None:
+            await self._examples.refresh()
+        vector = await self._index.embed_query(masked[:MAX_QUERY_CHARS])
         hits = await asyncio.to_thread(self._index.search_vector, vector, self._top_k)
         probabilities = self._index.topic_probabilities(vector, [hit.article_id for hit in hits])
-        return self.conclude(text, language, hits, probabilities)
+        off_topic = self._examples.off_topic(vector) if self._examples is not None else 0.0
+        escalation = self._escalation(vector)
+        return self.conclude(text, language, hits, probabilities, escalation, slots, off_topic, vector)
 
     def conclude(
-        self, text: str, language: str, hits: Sequence[Hit], probabilities: Sequence[tuple[str, float]] = ()
+        self,
+        text: str,
+        language: str,
+        hits: Sequence[Hit],
+        probabilities: Sequence[tuple[str, float]] = (),
+        escalation: Escalation | None = None,
+        slots: Slots | None = None,
+        off_topic: float = 0.0,
+        vector: np.ndarray | None = None,
     ) -> Analysis:
+        """`off_topic`: the similarity of the nearest off-topic example (prompts/off_topic.yaml)."""
         matches, confidence, margin = rank_topics(hits, probabilities)
-        sentiment = score_sentiment(text, language)
+        topic = matches[0].article_id if matches else None
+        near = similarity(hits, topic)
+        if self._sentiment is not None and vector is not None:
+            sentiment = self._sentiment.score(vector, text, language)
+        else:
+            sentiment = score_sentiment(text, language)
         human = wants_human(text)
+        rank = priority(sentiment.score, text, human)
+        if escalation is not None and _RANK[escalation.priority] > _RANK[rank]:
+            rank = escalation.priority
         return Analysis(
             language=language,
-            topic=matches[0].article_id if matches else None,
+            topic=topic,
             confidence=confidence,
             margin=margin,
             sentiment=sentiment.label,
             sentiment_score=sentiment.score,
-            priority=priority(sentiment.score, text, human),
+            priority=rank,
             wants_human=human,
             matches=tuple(matches[:5]),
+            similarity=near,
+            off_topic=_off_topic(probabilities, matches, near, off_topic),
+            escalation=escalation,
+            slots=slots or Slots(),
         )
+
+    def _escalation(self, vector: np.ndarray) -> Escalation | None:
+        if self._examples is None:
+            return None
+        return self._examples.escalation(vector, self._escalation_similarity)
+
+    @staticmethod
+    def _small_talk(talk: SmallTalk, language: str, slots: Slots) -> Analysis:
+        thanks = talk == SmallTalk.THANKS
+        return Analysis(
+            language=language,
+            topic=None,
+            confidence=1.0,
+            margin=1.0,
+            sentiment=Sentiment.POSITIVE if thanks else Sentiment.NEUTRAL,
+            sentiment_score=0.6 if thanks else 0.0,
+            priority=Priority.LOW,
+            wants_human=False,
+            small_talk=talk,
+            slots=slots,
+        )
+
+
+def _off_topic(
+    probabilities: Sequence[tuple[str, float]], matches: Sequence[Match], near: float, off_topic: float
+) -> bool:
+    """The classifier's off-topic class won, and an off-topic example is nearer than any way of asking the topic.
+
+    Both must hold (bench/README.md, triage). An operator's taught case nearer than any article outranks both."""
+    if not probabilities or probabilities[0][0] != OFF_TOPIC or (matches and matches[0].kind == "case"):
+        return False
+    return off_topic >= near

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from bot.analysis.sentiment_model import SentimentModel
 from bot.analyzer import Analyzer
 from bot.config import Settings
 from bot.desk import Desk
@@ -25,6 +26,7 @@ from bot.prompts import PromptStore
 from bot.responders.offline import OfflineResponder
 from bot.storage.db import Transactions, create_engine, migrate, sessions
 from bot.texts import Texts
+from bot.triage.examples import TriageExamples
 
 if TYPE_CHECKING:
     from bot.llm.judge import ReplyJudge
@@ -73,13 +75,19 @@ def build_index(settings: Settings) -> KnowledgeIndex:
     return KnowledgeIndex(collection, embedder, settings.knowledge.chunk_chars, classifier)
 
 
+def sentiment_model(index: KnowledgeIndex) -> SentimentModel | None:
+    """The trained sentiment head when it was trained on this index's embeddings; else the lexicon reads mood."""
+    model = SentimentModel.load()
+    return model if model.fits(index.embedder.name, index.embedder.dimensions) else None
+
+
 def queue_channel(settings: Settings) -> str:
     """Operators work in Slack when it is configured, otherwise in the terminal."""
     return "slack" if settings.slack.enabled else "console-queue"
 
 
 def build_brain(
-    settings: Settings, index: KnowledgeIndex, analyzer: Analyzer, prompts: PromptStore
+    settings: Settings, index: KnowledgeIndex, analyzer: Analyzer, prompts: PromptStore, examples: TriageExamples
 ) -> tuple[Analyzer, Responder]:
     """The LLM agent when `llm.provider: openai`, else (or when it can't be built) the offline brain."""
     offline = OfflineResponder(index)
@@ -97,7 +105,15 @@ def build_brain(
         responder = LLMResponder(model, index, crm, prompts, settings.llm, offline, settings.crm.timeout_s)
         if settings.llm.analysis:
             analyzer = LLMAnalyzer(
-                index, model, prompts, settings.llm, settings.knowledge.top_k, prompts.texts.default_language
+                index,
+                model,
+                prompts,
+                settings.llm,
+                settings.knowledge.top_k,
+                prompts.texts.default_language,
+                examples,
+                settings.automation.escalation_similarity,
+                analyzer.sentiment,
             )
         return analyzer, responder
     except Exception:
@@ -128,6 +144,13 @@ async def build_app(settings: Settings, *, ingest: bool = True) -> App:
     session_factory = sessions(engine)
     transactions = Transactions(engine)
     index = build_index(settings)
+    examples = TriageExamples(prompts, index)
+    if not index.embedder.semantic:
+        log.warning(
+            "app: the %s embedder has no notion of meaning: off-topic and escalation examples are off",
+            index.embedder.name,
+        )
+    await examples.refresh(train=False)  # before the ingest, which trains the classifier with its off-topic class
     report = watcher = None
     if ingest and settings.knowledge.path.is_dir():
         if settings.knowledge.reload_s:  # its snapshot comes first: an edit made during the ingest is seen
@@ -135,10 +158,17 @@ async def build_app(settings: Settings, *, ingest: bool = True) -> App:
         report = await index.ingest(settings.knowledge.path)  # incremental: unchanged files cost a hash
     else:
         await index.prepare_classifier()
-    analyzer = Analyzer(index, settings.knowledge.top_k, texts.default_language)
+    analyzer = Analyzer(
+        index,
+        settings.knowledge.top_k,
+        texts.default_language,
+        examples,
+        settings.automation.escalation_similarity,
+        sentiment_model(index),
+    )
     outbox = Outbox(transactions, settings.outbox)
     channel = queue_channel(settings)
-    analyzer, responder = build_brain(settings, index, analyzer, prompts)
+    analyzer, responder = build_brain(settings, index, analyzer, prompts, examples)
     policy = HandoffPolicy(settings.automation)
     hours = BusinessHours(settings.business_hours)
     desk = Desk(transactions, analyzer, responder, policy, texts, outbox, channel, hours)

@@ -31,14 +31,16 @@ from bot.pilot import Cohort
 from bot.policy import HandoffPolicy
 from bot.ports import Responder
 from bot.storage.db import Transactions, insert_row
-from bot.storage.models import Conversation, Customer, Handoff, Message, table, utcnow
+from bot.storage.models import Conversation, Customer, Feedback, Handoff, Message, table, utcnow
 from bot.texts import Texts
+from bot.triage.smalltalk import SMALL_TALK_KINDS, SmallTalk
 
 log = logging.getLogger(__name__)
 
 MAX_TEXT = 20_000  # longer messages are stored cut; nobody types more in one message
 HISTORY = 12
 OWNED = (State.WAITING_OPERATOR, State.OPERATOR)
+THANKS = "thanks"  # feedback kind: the customer thanked the bot right after its answer
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 
 
@@ -55,6 +57,8 @@ class Context:
     state: State | None
     history: list[tuple[str, str]]
     repeats_by_topic: dict[str, int]
+    language: str = ""  # the conversation's, for a message with no language of its own ("10234", "👍")
+    answered_last: bool = False  # the last message was the bot's answer: thanks now confirms it
 
 
 @dataclass(frozen=True)
@@ -109,9 +113,12 @@ class Desk:
                 return Decision("duplicate", conversation_id=0)
             analysis: Analysis | None = None
             answer: Answer | None = None
-            if context.state not in OWNED and text:
-                analysis = await self._analyzer.analyse(text, inbound.language_hint)
-                if inbound.kind == "text":
+            if context.state not in OWNED and (text or inbound.kind in SMALL_TALK_KINDS):
+                hint = context.language or inbound.language_hint
+                analysis = await self._analyzer.analyse(text, hint, inbound.kind)
+                if analysis.small_talk is not None:
+                    answer = Answer(self._texts.render(analysis.small_talk.text_name, analysis.language), 1.0)
+                elif inbound.kind == "text":
                     answer = await self._respond(text, analysis, context.history)
             try:
                 record = partial(self._record, inbound, text, analysis, answer, context, arrived, started)
@@ -127,6 +134,9 @@ class Desk:
         """What the desk would do with a first message, storing nothing (ask, eval, tune)."""
         text = clean_text(text)
         analysis = await self._analyzer.analyse(text, language_hint)
+        if analysis.small_talk is not None:
+            answer = Answer(self._texts.render(analysis.small_talk.text_name, analysis.language), 1.0)
+            return Decision("small_talk", 0, analysis, answer)
         answer = await self._respond(text, analysis, [])
         reasons = self._policy.reasons(analysis, answer, 0)
         return Decision("handoff" if reasons else "answer", 0, analysis, answer, reasons)
@@ -158,9 +168,10 @@ class Desk:
         reopened = state == State.RESOLVED
         owned = state in OWNED
         ignored = not owned and not text and inbound.kind == "text"
+        talk = None if owned or analysis is None or answer is None else analysis.small_talk
         reasons: tuple[Reason, ...] = ()
         cohort = self._policy.cohort(inbound.channel, inbound.chat_id)
-        if not owned and not ignored:
+        if not owned and not ignored and talk is None:
             repeats = context.repeats_by_topic.get(analysis.topic or "", 0) if analysis else 0
             reasons = self._reasons(inbound, analysis, answer, repeats, cohort)
         changes: dict[str, Any] = {"updated_at": utcnow()}
@@ -212,6 +223,10 @@ class Desk:
             return Decision("forwarded", conversation_id, analysis)
         if ignored:
             return Decision("ignored", conversation_id)
+        if talk is not None:
+            assert analysis is not None and answer is not None
+            self._small_talk(session, customer, conversation_id, analysis, answer, context.answered_last)
+            return Decision("small_talk", conversation_id, analysis, answer)
         if reasons:
             last = (
                 [(str(Author.CUSTOMER), text)]
@@ -263,6 +278,26 @@ class Desk:
             **spent(analysis, answer),  # LLM tokens of this message, for the report's ROI
         )
 
+    def _small_talk(
+        self,
+        session: Session,
+        customer: CustomerRow,
+        conversation_id: int,
+        analysis: Analysis,
+        answer: Answer,
+        after_answer: bool,
+    ) -> None:
+        """A reply from texts: not an answer of the knowledge base, so neither a repeat nor automation."""
+        assert analysis.small_talk is not None
+        meta = {"small_talk": str(analysis.small_talk)}
+        reply = {"conversation_id": conversation_id, "author": Author.BOT, "channel": customer.channel}
+        session.execute(_NEW_MESSAGE, {**reply, "text": answer.text, "meta": meta})
+        send_to_customer(session, customer, conversation_id, answer.text, language=analysis.language)
+        record_event(session, conversation_id, "small_talk", kind=str(analysis.small_talk))
+        if analysis.small_talk == SmallTalk.THANKS and after_answer:  # the customer confirms the answer helped
+            session.execute(_NEW_FEEDBACK, {"conversation_id": conversation_id, "kind": THANKS, "value": 0})
+            record_event(session, conversation_id, "feedback", kind=THANKS, value=0)
+
     def _hand_off(
         self,
         session: Session,
@@ -286,6 +321,7 @@ class Desk:
             "draft": answer.text if answer else "",
             "sources": list(answer.sources) if answer else [],
         }
+        escalation = analysis.escalation if analysis else None
         new = {"conversation_id": conversation_id, "question": text, **card}
         handoff_id = insert_row(session, _NEW_HANDOFF, new)
         enqueue(
@@ -301,6 +337,7 @@ class Desk:
                 "confidence": round(answer.confidence, 4) if answer else 0.0,
                 **card,
                 "actions": list(answer.actions) if answer else [],  # e.g. a compensation awaiting Send
+                "escalation": escalation.label if escalation else None,
                 "last_messages": last,
             },
             conversation_id,
@@ -325,6 +362,7 @@ class Desk:
             topic=card["topic"],
             sentiment=card["sentiment"],
             priority=card["priority"],
+            escalation=escalation.name if escalation else None,
             cohort=str(cohort),
             **spent(analysis, answer),  # LLM tokens of this message, for the report's ROI
         )
@@ -339,6 +377,7 @@ def _context(inbound: Inbound, session: Session) -> Context:
     if latest.seen:
         return Context(True, None, [], {})
     rows = session.execute(_HISTORY, {"conversation_id": latest.id}).all()
+    answered_last = bool(rows) and rows[0].author == Author.BOT and bool(rows[0].meta.get("topic"))
     since = latest.resolved_at
     repeats: dict[str, int] = {}
     for message in rows:
@@ -347,7 +386,7 @@ def _context(inbound: Inbound, session: Session) -> Context:
         if message.author == Author.BOT and message.meta.get("topic"):
             repeats[message.meta["topic"]] = repeats.get(message.meta["topic"], 0) + 1
     history = [(m.author, m.text) for m in reversed(rows) if m.author != Author.NOTE]
-    return Context(False, State(latest.state), history, repeats)
+    return Context(False, State(latest.state), history, repeats, latest.language or "", answered_last)
 
 
 def _customer(session: Session, inbound: Inbound, analysis: Analysis | None) -> tuple[CustomerRow, bool]:
@@ -375,10 +414,13 @@ def _recent(session: Session, conversation_id: int, since: datetime | None) -> l
 
 # The desk's statements, built once: every message runs them, and building a statement anew (or an ORM
 # object per row) cost more than SQLite's own work (bench/latency.py).
-_CUSTOMERS, _CONVERSATIONS, _MESSAGES, _HANDOFFS = (table(m) for m in (Customer, Conversation, Message, Handoff))
-_OF_CHAT = (Customer.channel == bindparam("channel"), Customer.chat_id == bindparam("chat_id"))
+_CUSTOMERS, _CONVERSATIONS, _MESSAGES, _HANDOFFS, _FEEDBACK = (
+    table(m) for m in (Customer, Conversation, Message, Handoff, Feedback)
+)
+_OF_CHAT = (col(Customer.channel) == bindparam("channel"), col(Customer.chat_id) == bindparam("chat_id"))
 LATEST_CONVERSATION = (
     select(Conversation.id, Conversation.state, Conversation.queue_thread, Conversation.resolved_at)
+    .add_columns(col(Customer.language))
     .join(Customer)
     .where(*_OF_CHAT)
     .order_by(col(Conversation.id).desc())
@@ -408,8 +450,8 @@ _RECENT = (
     .limit(6)
 )
 _CUSTOMER = select(Customer.id, Customer.name, Customer.language, Customer.blocked).where(*_OF_CHAT).with_for_update()
-_NEW_CUSTOMER, _NEW_CONVERSATION, _NEW_HANDOFF, _NEW_MESSAGE = (
-    insert(t) for t in (_CUSTOMERS, _CONVERSATIONS, _HANDOFFS, _MESSAGES)
+_NEW_CUSTOMER, _NEW_CONVERSATION, _NEW_HANDOFF, _NEW_MESSAGE, _NEW_FEEDBACK = (
+    insert(t) for t in (_CUSTOMERS, _CONVERSATIONS, _HANDOFFS, _MESSAGES, _FEEDBACK)
 )
 # The updates set the columns their parameters name, besides `row_id`, the row's id.
 _UPDATE_CUSTOMER = update(_CUSTOMERS).where(_CUSTOMERS.c.id == bindparam("row_id"))
@@ -427,6 +469,8 @@ def _message_meta(inbound: Inbound, analysis: Analysis | None) -> dict[str, Any]
             sentiment_score=round(analysis.sentiment_score, 3),
             topic_guess=analysis.topic,
         )
+        if analysis.slots:
+            meta["slots"] = analysis.slots.as_data()  # an order number said once serves later tools
     return meta
 
 

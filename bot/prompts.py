@@ -1,7 +1,8 @@
 """Prompt files under `prompts/`, validated on load and hot-reloaded on change.
 
 Every text file (`texts.yaml`, `agent.yaml`, ...) has one entry per prompt with `variables` and one
-key per language; `compensation.yaml` is the compensation policy. `PromptStore` keeps the last good
+key per language; `compensation.yaml` is the compensation policy; `escalation.yaml` and `off_topic.yaml`
+are example messages that triage matches by meaning (bot.triage.examples). `PromptStore` keeps the last good
 version of each file: a broken edit is logged, kept out of use and reported to the hooks registered
 with `on_error` (the Slack connector shows it to operators); fixing the file clears it (`on_reload`).
 
@@ -21,10 +22,13 @@ from typing import TypeVar
 from bot.hooks import Hook, notify
 from bot.llm.compensation import CompensationPolicy, load_policy
 from bot.texts import PromptError, Texts, load_texts
+from bot.triage.examples import Escalations, ExampleSet, load_escalations, load_off_topic
 
 log = logging.getLogger(__name__)
 
 TEXTS, AGENT, COMPENSATION, JUDGE = "texts.yaml", "agent.yaml", "compensation.yaml", "judge.yaml"
+ESCALATION, OFF_TOPIC = "escalation.yaml", "off_topic.yaml"
+KNOWN_FILES = (TEXTS, AGENT, COMPENSATION, JUDGE, ESCALATION, OFF_TOPIC)
 LANGUAGES = ("en", "ru")
 # What the code renders from agent.yaml, with the variables it passes: a file that lacks one is refused.
 AGENT_PROMPTS: dict[str, set[str]] = {
@@ -46,13 +50,13 @@ _T = TypeVar("_T")
 def check_prompts(folder: Path) -> list[str]:
     """Every problem in the prompt folder (file, prompt and reason each); empty means all good."""
     problems = []
-    for name in (TEXTS, AGENT, COMPENSATION, JUDGE):
+    for name in KNOWN_FILES:
         try:
             _load(folder / name)
         except PromptError as exc:
             problems.append(str(exc))
     for path in sorted(folder.glob("*.yaml")):
-        if path.name not in (TEXTS, AGENT, COMPENSATION, JUDGE):
+        if path.name not in KNOWN_FILES:
             try:
                 load_texts(path, LANGUAGES)
             except PromptError as exc:
@@ -60,9 +64,16 @@ def check_prompts(folder: Path) -> list[str]:
     return problems
 
 
-def _load(path: Path) -> Texts | CompensationPolicy:
+Loaded = Texts | CompensationPolicy | ExampleSet
+
+
+def _load(path: Path) -> Loaded:
     if path.name == COMPENSATION:
         return load_policy(path)
+    if path.name == ESCALATION:
+        return load_escalations(path, LANGUAGES)
+    if path.name == OFF_TOPIC:
+        return load_off_topic(path, LANGUAGES)
     texts = load_texts(path, LANGUAGES)
     if path.name == AGENT:
         _require(path, texts, AGENT_PROMPTS)
@@ -84,7 +95,7 @@ def _require(path: Path, texts: Texts, required: dict[str, set[str]]) -> None:
 
 @dataclass
 class _Loaded:
-    value: Texts | CompensationPolicy
+    value: Loaded
     mtime: tuple[int, int]
     error: str = ""
 
@@ -104,7 +115,8 @@ class PromptStore:
     def open(cls, folder: Path, interval_s: float = 1.0, agent: bool = True) -> PromptStore:
         """Load the files; a broken file at start-up is an error (there is no last good version yet)."""
         store = cls(folder, interval_s)
-        store._add(TEXTS)
+        for name in (TEXTS, ESCALATION, OFF_TOPIC):
+            store._add(name)
         if agent:
             store.load_agent()
         return store
@@ -138,6 +150,14 @@ class PromptStore:
     @property
     def judge(self) -> Texts:
         return self._get(JUDGE, Texts)
+
+    @property
+    def escalations(self) -> Escalations:
+        return self._get(ESCALATION, Escalations)
+
+    @property
+    def off_topic(self) -> ExampleSet:
+        return self._get(OFF_TOPIC, ExampleSet)
 
     @property
     def compensation(self) -> CompensationPolicy:

@@ -15,7 +15,7 @@ import math
 from collections.abc import Sequence
 
 from bot.domain import Match
-from bot.knowledge.index import CASE, CHUNK, Hit
+from bot.knowledge.index import CASE, CHUNK, OFF_TOPIC, SIMILARITY_KINDS, Hit
 
 # Body chunks are written as answers, not questions: their similarity to a question runs lower.
 CHUNK_PENALTY = 0.03
@@ -32,6 +32,10 @@ def rank_topics(
     nearest = max(hits, key=_similarity, default=None)
     if nearest is not None and nearest.kind == CASE:
         return _case_first(neighbours, nearest.article_id)
+    # The off-topic class is the gate's, not a topic: the articles' confidences are among the articles.
+    in_scope = [(a, p) for a, p in probabilities if a != OFF_TOPIC]
+    total = sum(p for _, p in in_scope)
+    probabilities = [(a, p / total) for a, p in in_scope] if total > 0 else in_scope
     if not probabilities:
         return neighbours
     titles: dict[str, str] = {}
@@ -43,6 +47,14 @@ def rank_topics(
     matches = [Match(a, round(p, 4), titles.get(a, a), "article", chunks.get(a)) for a, p in probabilities[:10]]
     top = probabilities[0][1]
     return matches, top, top - (probabilities[1][1] if len(probabilities) > 1 else 0.0)
+
+
+def similarity(hits: Sequence[Hit], topic: str | None) -> float:
+    """How near the question is to the nearest way a customer asks `topic` (a question, the title or a case).
+
+    The open-set gate thresholds it: a message far from everything the topic was asked as is out of scope
+    however sure the classifier is among the topics it knows."""
+    return max((h.similarity for h in hits if h.article_id == topic and h.kind in SIMILARITY_KINDS), default=0.0)
 
 
 def rank_neighbours(hits: Sequence[Hit]) -> tuple[list[Match], float, float]:

@@ -61,7 +61,8 @@ class ConsoleQueue:
                 f"customer: {p['customer'] or 'anonymous'} ({p['channel']}, {p['language']})   "
                 f"topic: {p['topic'] or '-'}   sentiment: {p['sentiment']}   priority: {p['priority']}"
             )
-            self._write(f"why:      {', '.join(p['reasons'])}")
+            escalation = f" ({p['escalation']})" if p.get("escalation") else ""
+            self._write(f"why:      {', '.join(p['reasons'])}{escalation}")
             self._write(f"summary:  {p['summary']}")
             sources = ", ".join(p["sources"]) or "-"
             self._write(f"draft (confidence {p['confidence']}, sources: {sources}):")

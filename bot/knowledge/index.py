@@ -36,6 +36,10 @@ TRAINING_KINDS = [QUESTION, QUESTION_PASSAGE, TITLE]
 INDEX_FORMAT = "format=2"  # bump when the records an article makes change
 CACHED_ARTICLES = 2048  # article texts kept in memory: a Chroma get costs milliseconds per answer
 CHUNKS_BY_ID = 32  # an article's chunks fetched by record id (~38,000 characters at the default size)
+# The classifier's class of off-topic examples (prompts/off_topic.yaml): a message it wins is out of scope.
+# No article id can take this name (ids are letters, digits, '.', '_' and '-').
+OFF_TOPIC = "~off-topic"
+SIMILARITY_KINDS = (QUESTION, TITLE, CASE)  # said the way a customer asks: comparable with a question
 
 
 @dataclass(frozen=True)
@@ -126,8 +130,14 @@ class KnowledgeIndex:
         self._chunk_chars = chunk_chars
         self._classifier_path = classifier_path
         self._classifier: TopicClassifier | None = None
+        self._off_topic_vectors = np.zeros((0, 0), np.float32)
+        self._off_topic_version = ""
         # Articles change only through ingest (which clears this); lru_cache is safe across threads.
         self._cached_article = lru_cache(maxsize=CACHED_ARTICLES)(self._fetch_article)
+
+    @property
+    def embedder(self) -> Embedder:
+        return self._embedder
 
     # -- ingest -----------------------------------------------------------------------------------
 
@@ -244,6 +254,13 @@ class KnowledgeIndex:
 
     # -- the topic classifier --------------------------------------------------------------------
 
+    def use_off_topic(self, vectors: np.ndarray, version: str) -> bool:
+        """Off-topic examples, one more class for the classifier from its next preparation; True if they changed."""
+        if version == self._off_topic_version:
+            return False
+        self._off_topic_vectors, self._off_topic_version = np.asarray(vectors, np.float32), version
+        return True
+
     async def prepare_classifier(self, indexed: dict[str, IndexedFile] | None = None) -> None:
         """Load the classifier trained on this exact KB, or train it (after an edit: the edited articles).
 
@@ -251,6 +268,8 @@ class KnowledgeIndex:
         if indexed is None:
             indexed = await asyncio.to_thread(self._indexed_files)
         versions = article_versions(indexed)
+        if len(self._off_topic_vectors):
+            versions[OFF_TOPIC] = self._off_topic_version
         previous = self._classifier
         if previous is None and self._classifier_path is not None:
             previous = TopicClassifier.load(self._classifier_path)
@@ -261,13 +280,22 @@ class KnowledgeIndex:
         if not labels:
             self._classifier = None
             return
+        if len(self._off_topic_vectors):
+            vectors = np.vstack([vectors, self._off_topic_vectors])
+            labels = [*labels, *[OFF_TOPIC] * len(self._off_topic_vectors)]
         self._classifier = await asyncio.to_thread(TopicClassifier.fit, vectors, labels, versions, previous)
         if self._classifier_path is not None:
             self._classifier.save(self._classifier_path)
 
     def _training_rows(self) -> tuple[np.ndarray, list[str]]:
+        vectors, labels, _ = self.training_set(with_off_topic=False)
+        return vectors, labels
+
+    def training_set(self, with_off_topic: bool = True) -> tuple[np.ndarray, list[str], list[str]]:
+        """What the classifier learns from: vectors, their article ids and record kinds (`relaydesk tune`)."""
         rows: list[np.ndarray] = []
         labels: list[str] = []
+        kinds: list[str] = []
         page, offset = 5000, 0
         while True:
             batch = self._collection.get(
@@ -276,10 +304,15 @@ class KnowledgeIndex:
             if len(batch["ids"]):
                 rows.append(np.asarray(batch["embeddings"], np.float32))
                 labels += [str(meta["article_id"]) for meta in batch["metadatas"]]
+                kinds += [str(meta["kind"]) for meta in batch["metadatas"]]
             if len(batch["ids"]) < page:
                 break
             offset += page
-        return (np.vstack(rows) if rows else np.zeros((0, 0), np.float32)), labels
+        if with_off_topic and rows and len(self._off_topic_vectors):
+            rows.append(self._off_topic_vectors)
+            labels += [OFF_TOPIC] * len(self._off_topic_vectors)
+            kinds += [OFF_TOPIC] * len(self._off_topic_vectors)
+        return (np.vstack(rows) if rows else np.zeros((0, 0), np.float32)), labels, kinds
 
     def topic_probabilities(self, vector: np.ndarray, near: Sequence[str]) -> list[tuple[str, float]]:
         """Articles best first with the classifier's probability; empty before any article is indexed."""

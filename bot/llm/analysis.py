@@ -18,6 +18,7 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from pydantic import BaseModel, Field
 
 from bot.analysis.sentiment import NEGATIVE_THRESHOLD, POSITIVE_THRESHOLD
+from bot.analysis.sentiment_model import SentimentModel
 from bot.analyzer import Analyzer
 from bot.config import LLMSettings
 from bot.domain import Analysis, Priority, Sentiment
@@ -25,6 +26,7 @@ from bot.knowledge.index import KnowledgeIndex
 from bot.llm import budget
 from bot.llm.usage import TokenMeter
 from bot.prompts import PromptStore
+from bot.triage.examples import TriageExamples
 
 log = logging.getLogger(__name__)
 
@@ -60,15 +62,20 @@ class LLMAnalyzer(Analyzer):
         settings: LLMSettings,
         top_k: int = 30,
         default_language: str = "en",
+        examples: TriageExamples | None = None,
+        escalation_similarity: float = 1.0,
+        sentiment: SentimentModel | None = None,
     ) -> None:
-        super().__init__(index, top_k, default_language)
+        super().__init__(index, top_k, default_language, examples, escalation_similarity, sentiment)
         self._structured: Any = model.with_structured_output(MessageAnalysis, method="function_calling")
         self._prompts = prompts
         self._settings = settings
 
-    async def analyse(self, text: str, language_hint: str = "") -> Analysis:
+    async def analyse(self, text: str, language_hint: str = "", kind: str = "text") -> Analysis:
         budget.start(self._settings.budget_s)
-        offline = await super().analyse(text, language_hint)
+        offline = await super().analyse(text, language_hint, kind)
+        if offline.small_talk is not None:
+            return offline  # "hi" and "thanks" need no model call
         meter = TokenMeter()  # tokens count even when the answer is unusable: they were paid for
         try:
             async with asyncio.timeout(min(self._settings.timeout_s, self._settings.budget_s * ANALYSIS_SHARE)):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from bot.domain import Reason
 from connectors.slack.text import clip, escape, quote
 
 Blocks = list[dict[str, Any]]
@@ -19,19 +20,7 @@ SEND, EDIT, DISCARD = "relaydesk_send", "relaydesk_edit", "relaydesk_discard"
 EDIT_VIEW = "relaydesk_edit_draft"
 EDIT_BLOCK, EDIT_INPUT = "draft", "text"
 
-REASONS = {
-    "asked_for_human": "asked for a person",
-    "low_confidence": "the bot is not sure",
-    "small_margin": "two answers look alike",
-    "no_answer": "no answer in the knowledge base",
-    "negative_sentiment": "upset customer",
-    "human_only_topic": "a topic only people handle",
-    "repeated_question": "asked again after the bot's answer",
-    "not_text": "sent a file, photo or voice",
-    "responder_request": "the AI asked for a person",
-    "suggest_mode": "suggest mode: every answer goes through an operator",
-    "copilot_cohort": "customer outside the pilot: every answer goes through an operator",
-}
+REASONS = {reason.value: reason.label for reason in Reason}
 SENTIMENT = {"negative": "😠 negative", "neutral": "😐 neutral", "positive": "🙂 positive"}
 PRIORITY = {"low": "low", "normal": "normal", "high": "❗ high", "urgent": "🔥 urgent"}
 LAST_MESSAGES = 6
@@ -88,12 +77,21 @@ def status_line(state: CardState) -> str:
     return line
 
 
+def reasons_line(payload: dict[str, Any]) -> str:
+    """Why a person, in words; an escalation names its topic."""
+    labels = [REASONS.get(r, r.replace("_", " ")) for r in payload.get("reasons") or []]
+    if payload.get("escalation") and Reason.ESCALATION in (payload.get("reasons") or []):
+        escalated = payload["reasons"].index(Reason.ESCALATION)
+        labels[escalated] = f"{payload['escalation']} (never answered by the bot alone)"
+    return ", ".join(labels)
+
+
 def root_card(payload: dict[str, Any], state: CardState | None = None) -> tuple[str, Blocks]:
     """The conversation's root message in the queue channel."""
     state = state or CardState()
     customer = payload.get("customer") or "Anonymous customer"
     conversation_id = str(payload["conversation_id"])
-    reasons = ", ".join(REASONS.get(r, r.replace("_", " ")) for r in payload.get("reasons") or []) or "—"
+    reasons = reasons_line(payload) or "—"
     fields = [
         f"*Customer*\n{escape(customer)}",
         f"*Channel · language*\n{escape(payload.get('channel') or '?')} · {escape(payload.get('language') or '?')}",
@@ -189,7 +187,7 @@ def customer_message(payload: dict[str, Any]) -> tuple[str, Blocks]:
 
 
 def reopened(payload: dict[str, Any]) -> tuple[str, Blocks]:
-    reasons = ", ".join(REASONS.get(r, r) for r in payload.get("reasons") or [])
+    reasons = reasons_line(payload)
     text = f"🔁 *The customer needs a person again* ({escape(reasons)})"
     return "The customer needs a person again", [_section(text)]
 

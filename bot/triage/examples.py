@@ -1,0 +1,199 @@
+"""Example sets matched by meaning: escalation topics (`prompts/escalation.yaml`) and off-topic messages
+(`prompts/off_topic.yaml`).
+
+Both files are lists of example messages per name and language, validated on load (a mistake names the
+file, the entry and what is wrong) and hot-reloaded by the PromptStore like the other prompts. The
+examples are embedded as customer questions are, once each (a reload embeds only new ones), and a
+message is compared with every example: the nearest one names its set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from bot.domain import Escalation, Priority
+from bot.embeddings import Embedder
+from bot.texts import PromptError, read_yaml
+
+if TYPE_CHECKING:
+    from bot.knowledge.index import KnowledgeIndex
+    from bot.prompts import PromptStore
+
+_TOPIC_KEYS = {"label", "priority", "examples"}
+
+
+@dataclass(frozen=True)
+class ExampleSet:
+    """Named groups of example messages, each in one or more languages."""
+
+    examples: Mapping[str, tuple[str, ...]]  # name -> examples, every language together
+
+    def texts(self) -> list[tuple[str, str]]:
+        return [(name, text) for name, texts in self.examples.items() for text in texts]
+
+
+@dataclass(frozen=True)
+class EscalationTopic:
+    name: str
+    label: str
+    priority: Priority
+
+
+@dataclass(frozen=True)
+class Escalations(ExampleSet):
+    topics: Mapping[str, EscalationTopic]
+
+
+def _examples(path: Path, where: str, value: Any, languages: Sequence[str]) -> tuple[str, ...]:
+    if not isinstance(value, dict):
+        raise PromptError(f"{where}: expected one list of examples per language ({', '.join(languages)})")
+    missing = [lang for lang in languages if lang not in value]
+    if missing:
+        raise PromptError(f"{where}: missing language {', '.join(missing)}")
+    found: list[str] = []
+    for lang, texts in value.items():
+        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) and t.strip() for t in texts):
+            raise PromptError(f"{where} ({lang}): expected a non-empty list of example messages")
+        found += [t.strip() for t in texts]
+    return tuple(dict.fromkeys(found))
+
+
+def _mapping(path: Path) -> dict[str, Any]:
+    data = read_yaml(path)
+    if not isinstance(data, dict) or not data:
+        raise PromptError(f"{path}: expected a mapping of names to examples")
+    return {str(k): v for k, v in data.items()}
+
+
+def load_escalations(path: Path, languages: Sequence[str] = ("en", "ru")) -> Escalations:
+    """`prompts/escalation.yaml`: topic -> label, priority, examples per language."""
+    topics: dict[str, EscalationTopic] = {}
+    examples: dict[str, tuple[str, ...]] = {}
+    for name, spec in _mapping(path).items():
+        where = f"{path}: topic {name!r}"
+        if not isinstance(spec, dict):
+            raise PromptError(f"{where}: expected label, priority and examples")
+        unknown = sorted(set(spec) - _TOPIC_KEYS)
+        if unknown:
+            raise PromptError(f"{where}: unknown key {unknown[0]!r}; expected {', '.join(sorted(_TOPIC_KEYS))}")
+        label = spec.get("label", name)
+        if not isinstance(label, str) or not label.strip():
+            raise PromptError(f"{where}: 'label' must be a non-empty text")
+        try:
+            priority = Priority(str(spec.get("priority", "high")))
+        except ValueError:
+            choices = ", ".join(p.value for p in Priority)
+            raise PromptError(f"{where}: priority {spec.get('priority')!r} is not one of {choices}") from None
+        examples[name] = _examples(path, where, spec.get("examples"), languages)
+        topics[name] = EscalationTopic(name, label.strip(), priority)
+    return Escalations(examples, topics)
+
+
+def load_off_topic(path: Path, languages: Sequence[str] = ("en", "ru")) -> ExampleSet:
+    """`prompts/off_topic.yaml`: theme -> examples per language."""
+    return ExampleSet(
+        {name: _examples(path, f"{path}: {name!r}", spec, languages) for name, spec in _mapping(path).items()}
+    )
+
+
+@dataclass(frozen=True)
+class Nearest:
+    name: str | None
+    similarity: float
+
+
+class ExampleMatrix:
+    """An example set's vectors, for the nearest example to a message."""
+
+    def __init__(self, names: list[str], vectors: np.ndarray) -> None:
+        self._names = names
+        self.vectors = vectors
+
+    def nearest(self, vector: np.ndarray) -> Nearest:
+        if not self._names:
+            return Nearest(None, 0.0)
+        similarities = self.vectors @ np.asarray(vector, np.float32)
+        best = int(np.argmax(similarities))
+        return Nearest(self._names[best], float(similarities[best]))
+
+
+class ExampleEmbeddings:
+    """Embeds example sets with the desk's embedder, each text once for the life of the process."""
+
+    def __init__(self, embedder: Embedder) -> None:
+        self._embedder = embedder
+        self._vectors: dict[str, np.ndarray] = {}
+        self._built: dict[int, tuple[ExampleSet, ExampleMatrix]] = {}
+        self._lock = asyncio.Lock()
+
+    async def matrix(self, examples: ExampleSet) -> ExampleMatrix:
+        """The set's matrix; a set seen before (the same loaded object) costs a dict lookup."""
+        built = self._built.get(id(examples))
+        if built is not None and built[0] is examples:
+            return built[1]
+        async with self._lock:
+            pairs = examples.texts()
+            new = [text for _, text in pairs if text not in self._vectors]
+            if new:
+                for text, vector in zip(new, await self._embedder.queries(new), strict=True):
+                    self._vectors[text] = vector
+            vectors = np.stack([self._vectors[t] for _, t in pairs]) if pairs else np.zeros((0, 0), np.float32)
+            matrix = ExampleMatrix([name for name, _ in pairs], vectors.astype(np.float32))
+            self._built = {id(examples): (examples, matrix)} | {
+                k: v for k, v in self._built.items() if v[0] is not examples
+            }
+            if len(self._built) > 4:  # old versions of the files: drop them
+                self._built = dict(list(self._built.items())[-4:])
+            return matrix
+
+
+class TriageExamples:
+    """The live escalation topics and off-topic examples of a deployment, embedded.
+
+    Off-topic examples become the topic classifier's off-topic class (an edit re-trains that class
+    alone); escalation topics are matched by the nearest example. `refresh()` picks up edits of the
+    prompt files; the first call happens before the knowledge base is indexed, so the classifier is
+    trained once with its off-topic class."""
+
+    def __init__(self, prompts: PromptStore, index: KnowledgeIndex) -> None:
+        self._prompts = prompts
+        self._index = index
+        self._embeddings = ExampleEmbeddings(index.embedder)
+        self._escalations: Escalations | None = None
+        self._escalation_matrix = ExampleMatrix([], np.zeros((0, 0), np.float32))
+        self._off_topic: ExampleSet | None = None
+        self._off_topic_matrix = ExampleMatrix([], np.zeros((0, 0), np.float32))
+
+    async def refresh(self, train: bool = True) -> None:
+        """Embed what changed; with `train`, re-train the classifier when the off-topic examples did."""
+        if not self._index.embedder.semantic:
+            return  # word hashing has no notion of meaning: nothing would be matched by it
+        escalations, off_topic = self._prompts.escalations, self._prompts.off_topic
+        if escalations is not self._escalations:
+            self._escalation_matrix = await self._embeddings.matrix(escalations)
+            self._escalations = escalations
+        if off_topic is not self._off_topic:
+            matrix = self._off_topic_matrix = await self._embeddings.matrix(off_topic)
+            self._off_topic = off_topic
+            version = hashlib.sha256(repr(sorted(off_topic.texts())).encode()).hexdigest()[:16]
+            if self._index.use_off_topic(matrix.vectors, version) and train:
+                await self._index.prepare_classifier()
+
+    def off_topic(self, vector: np.ndarray) -> float:
+        """The similarity of the nearest off-topic example."""
+        return self._off_topic_matrix.nearest(vector).similarity
+
+    def escalation(self, vector: np.ndarray, threshold: float) -> Escalation | None:
+        """The escalation topic whose nearest example is at least `threshold` similar, if any."""
+        nearest = self._escalation_matrix.nearest(vector)
+        if nearest.name is None or nearest.similarity < threshold or self._escalations is None:
+            return None
+        topic = self._escalations.topics[nearest.name]
+        return Escalation(topic.name, topic.label, topic.priority, round(nearest.similarity, 4))
