@@ -30,7 +30,8 @@ import numpy as np
 from common import bench_settings, header, stopwatch, write_article
 
 from bot.embeddings import Embedder, create_embedder
-from bot.evaluation import THRESHOLD_REASONS, Outcome, answered, evaluate, read_cases, run_cases, score, tune
+from bot.evaluation import THRESHOLD_REASONS, Outcome, Run, answered, evaluate, read_cases, run_cases, score, tune
+from bot.triage.calibration import Thresholds
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "banking77"  # the public data beside the repo
 KB_QUESTIONS, TUNING_PER_INTENT = 10, 20
@@ -140,23 +141,26 @@ async def embed(embedder: Embedder, texts: list[str], batch: int = 8) -> np.ndar
 # -- the run -----------------------------------------------------------------------------------------
 
 
-def handoff_breakdown(outcomes: list[Outcome], min_confidence: float, min_margin: float) -> Counter[str]:
+def handoff_breakdown(outcomes: list[Outcome], thresholds: Thresholds) -> Counter[str]:
     counts: Counter[str] = Counter()
     for o in outcomes:
-        if answered(o, min_confidence, min_margin):
+        if answered(o, thresholds):
             continue
         analysis = o.decision.analysis
         reasons = {str(r) for r in set(o.decision.reasons) - THRESHOLD_REASONS}
-        if analysis is not None and analysis.confidence < min_confidence:
-            reasons.add("low_confidence")
-        if analysis is not None and analysis.margin < min_margin:
-            reasons.add("small_margin")
+        if analysis is not None:
+            checks = (
+                (analysis.confidence < thresholds.min_confidence, "low_confidence"),
+                (analysis.margin < thresholds.min_margin, "small_margin"),
+                (analysis.off_topic or analysis.similarity < thresholds.min_similarity, "out_of_scope"),
+            )
+            reasons |= {reason for failed, reason in checks if failed}
         for reason in reasons:
             counts[reason] += 1
     return counts
 
 
-async def main(quick: bool) -> None:
+async def main(quick: bool, out_of_scope_share: float) -> None:
     intents = json.loads((DATA / "categories.json").read_text())[:15] if quick else None
     header(f"BANKING77 help-desk protocol{' (quick: 15 intents)' if quick else ''}")
     with tempfile.TemporaryDirectory(prefix="relaydesk-b77-") as tmpdir:
@@ -171,15 +175,16 @@ async def main(quick: bool) -> None:
 
         # The product: one ingest, every case through Desk.preview (run_cases), tune, score.
         with stopwatch() as t_product:
-            outcomes = await run_cases(settings, kb, [*tuning_cases, *test_cases])
-        tuning_out, test_out = outcomes[: len(tuning_cases)], outcomes[len(tuning_cases) :]
-        tuned = tune(tuning_out, TARGET_PRECISION)
-        conf, margin = tuned["settings"]["min_confidence"], tuned["settings"]["min_margin"]
-        result = score(test_out, conf, margin)
-        ceiling = tune(test_out, TARGET_PRECISION)  # thresholds fitted to the test set itself: a bound, not a result
+            run = await run_cases(settings, kb, [*tuning_cases, *test_cases], held_out=tuning_cases)
+        tuning_out, test_out = run.outcomes[: len(tuning_cases)], run.outcomes[len(tuning_cases) :]
+        tuned = tune(Run(tuning_out, run.held_out), TARGET_PRECISION, out_of_scope_share)
+        thresholds = Thresholds(**tuned["settings"])
+        result = score(test_out, thresholds)
+        # Thresholds fitted to the test set itself (no bound, no held-out articles): a ceiling, not a result.
+        ceiling = tune(Run(test_out, []), TARGET_PRECISION, 0.0, 0.0)
         report = evaluate(test_out)
         handoffs = result["cases"] - result["answered"]
-        breakdown = handoff_breakdown(test_out, conf, margin)
+        breakdown = handoff_breakdown(test_out, thresholds)
 
         # The baseline: 10-NN vote over the same questions, same embedder; threshold tuned on the tuning set.
         embedder = create_embedder(settings.embeddings)
@@ -196,7 +201,7 @@ async def main(quick: bool) -> None:
             baselines[name] = (threshold, knn_score(knn_vote(sims_test, labels, weigh), expected_test, threshold))
 
     print(f"\nrelaydesk (tuned on the tuning set at precision {TARGET_PRECISION}; {t_product[0]:.0f} s incl. ingest)")
-    print(f"  tuned settings:      min_confidence {conf:.6g}, min_margin {margin:.6g}")
+    print(f"  tuned settings:      {thresholds} (out-of-scope share {out_of_scope_share})")
     print(f"  tuning set:          automation {tuned['automation_rate']:.4f}, precision {tuned['precision']:.4f}")
     print(f"  test automation:     {result['automation_rate']:.4f}  ({result['correct']} of {result['cases']})")
     print(f"  test precision:      {result['precision']:.4f}  ({result['correct']} of {result['answered']} answered)")
@@ -240,4 +245,6 @@ async def main(quick: bool) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="15 intents: a smoke check")
-    asyncio.run(main(parser.parse_args().quick))
+    parser.add_argument("--out-of-scope-share", type=float, default=0.2, help="tune's assumed out-of-scope share")
+    args = parser.parse_args()
+    asyncio.run(main(args.quick, args.out_of_scope_share))

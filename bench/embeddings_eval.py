@@ -37,8 +37,8 @@ def russian(case: Case) -> bool:
 
 async def top1(provider: str, kb: Path, cases: list[Case]) -> float:
     with tempfile.TemporaryDirectory(prefix="relaydesk-emb-") as tmp:
-        outcomes = await run_cases(bench_settings(Path(tmp), kb=kb, provider=provider), kb, cases)
-    return float(evaluate(outcomes)["top1_accuracy"] or 0.0)
+        run = await run_cases(bench_settings(Path(tmp), kb=kb, provider=provider), kb, cases)
+    return float(evaluate(run.outcomes)["top1_accuracy"] or 0.0)
 
 
 async def main(quick: bool) -> None:
@@ -56,9 +56,9 @@ async def main(quick: bool) -> None:
         with stopwatch() as spent:
             with tempfile.TemporaryDirectory(prefix="relaydesk-emb-") as tmp:
                 settings = bench_settings(Path(tmp), kb=REPO / "knowledge", provider=provider)
-                outcomes = await run_cases(settings, REPO / "knowledge", cases)
-            report = evaluate(outcomes)
-            tuned = tune(outcomes, 0.95)
+                run = await run_cases(settings, REPO / "knowledge", cases, held_out=cases)
+            report = evaluate(run.outcomes)
+            tuned = tune(run, 0.95)
             ru_en = await top1(provider, REPO / "knowledge" / "en", [c for c in topical if russian(c)])
             en_ru = await top1(provider, REPO / "knowledge" / "ru", [c for c in topical if not russian(c)])
         print(

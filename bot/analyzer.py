@@ -17,7 +17,7 @@ from bot.analysis.language import detect_language
 from bot.analysis.sentiment import score_sentiment
 from bot.analysis.sentiment_model import SentimentModel
 from bot.domain import Analysis, Escalation, Match, Priority, Sentiment
-from bot.knowledge.index import OFF_TOPIC, Hit, KnowledgeIndex
+from bot.knowledge.index import OFF_TOPIC, QUESTION, TITLE, Hit, KnowledgeIndex
 from bot.retrieval import rank_topics, similarity
 from bot.triage.entities import Slots, extract
 from bot.triage.examples import TriageExamples
@@ -64,7 +64,7 @@ class Analyzer:
         hits = await asyncio.to_thread(self._index.search_vector, vector, self._top_k)
         probabilities = self._index.topic_probabilities(vector, [hit.article_id for hit in hits])
         off_topic = self._examples.off_topic(vector) if self._examples is not None else 0.0
-        escalation = self._escalation(vector)
+        escalation = self._escalation(vector, hits)
         return self.conclude(text, language, hits, probabilities, escalation, slots, off_topic, vector)
 
     def conclude(
@@ -106,10 +106,11 @@ class Analyzer:
             slots=slots or Slots(),
         )
 
-    def _escalation(self, vector: np.ndarray) -> Escalation | None:
+    def _escalation(self, vector: np.ndarray, hits: Sequence[Hit]) -> Escalation | None:
         if self._examples is None:
             return None
-        return self._examples.escalation(vector, self._escalation_similarity)
+        nearest_question = max((h.similarity for h in hits if h.kind in (QUESTION, TITLE)), default=0.0)
+        return self._examples.escalation(vector, self._escalation_similarity, nearest_question)
 
     @staticmethod
     def _small_talk(talk: SmallTalk, language: str, slots: Slots) -> Analysis:

@@ -93,6 +93,20 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--json", action="store_true")
         if name == "tune":
             sub.add_argument("--target-precision", type=float, default=0.95)
+            sub.add_argument(
+                "--out-of-scope-share",
+                type=float,
+                default=0.2,
+                help="share of traffic no article covers, stood in for by held-out articles (0 = ignore)",
+            )
+            sub.add_argument(
+                "--wilson-z",
+                type=float,
+                default=1.0,
+                help="the precision's Wilson lower bound must reach the target (0 = the tuning cases' own precision)",
+            )
+        else:
+            sub.add_argument("--failures", action="store_true", help="list each wrong answer and wrong handoff")
         sub.set_defaults(handler=_eval if name == "eval" else _tune)
     return parser
 
@@ -266,10 +280,23 @@ async def _report(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _eval(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.evaluation import evaluate
+    from bot.evaluation import evaluate, failures
 
-    report = evaluate(await _outcomes(settings, args))
-    _print_report(report, args.json)
+    run = await _outcomes(settings, args)
+    report = evaluate(run.outcomes)
+    if args.failures:
+        report["failures"] = failures(run.outcomes)
+    if args.json:
+        print(json.dumps(report))
+        return 0
+    wrong = report.pop("failures", [])
+    _print_report(report, False)
+    for failure in wrong:
+        print(
+            f"\n{failure['decision']:>10}: {failure['text']!r}\n  expected {failure['expected']}, "
+            f"predicted {failure['predicted']} (confidence {failure['confidence']}, margin {failure['margin']}, "
+            f"similarity {failure['similarity']}); reasons: {', '.join(failure['reasons']) or '-'}"
+        )
     return 0
 
 
@@ -278,7 +305,12 @@ async def _tune(settings: Settings, args: argparse.Namespace) -> int:
 
     if not 0 < args.target_precision <= 1:
         raise _UsageError("--target-precision must be in (0, 1]")
-    result = tune(await _outcomes(settings, args), args.target_precision)
+    if not 0 <= args.out_of_scope_share < 1:
+        raise _UsageError("--out-of-scope-share must be in [0, 1)")
+    if args.wilson_z < 0:
+        raise _UsageError("--wilson-z must be 0 or more")
+    run = await _outcomes(settings, args, held_out=True)
+    result = tune(run, args.target_precision, args.out_of_scope_share, args.wilson_z)
     if args.json:
         print(json.dumps(result))
         return 0
@@ -290,11 +322,12 @@ async def _tune(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _outcomes(settings: Settings, args: argparse.Namespace) -> Any:
+async def _outcomes(settings: Settings, args: argparse.Namespace, held_out: bool = False) -> Any:
     from bot.evaluation import CasesError, read_cases, run_cases
 
     try:
-        return await run_cases(settings, args.kb, read_cases(args.cases))
+        cases = read_cases(args.cases)
+        return await run_cases(settings, args.kb, cases, cases if held_out else None)
     except CasesError as exc:
         raise _UsageError(str(exc)) from None
 

@@ -127,8 +127,9 @@ class AutomationSettings(Section):
     min_margin: float = Field(default=0.0, ge=0, le=1)
     # The open-set gate: similarity of a message to the nearest way customers ask the best topic.
     min_similarity: float = Field(default=0.0, ge=0, le=1)
-    # An escalation topic matches when its nearest example is at least this similar (prompts/escalation.yaml).
-    escalation_similarity: float = Field(default=0.9, ge=0, le=1)
+    # An escalation topic matches when its nearest example is at least this similar (prompts/escalation.yaml)
+    # and about as near as the nearest question of the knowledge base.
+    escalation_similarity: float = Field(default=0.88, ge=0, le=1)
     negative_sentiment: float = Field(default=-0.6, ge=-1, le=0)
     human_only_topics: list[str] = Field(default_factory=list)
     repeat_limit: int = Field(default=1, ge=0)

@@ -1,11 +1,13 @@
 """`relaydesk eval` and `relaydesk tune`: how well the desk answers a set of cases, and which thresholds to use.
 
-A case is `{"text": ..., "expected": "<article id>" | null}`; `expected: null` means the desk must hand
-it to a person. A case may carry `"sentiment"`; one with no `expected` key counts for sentiment only.
+A case is `{"text": ..., "expected": "<article id>" | null | "small-talk"}`; `expected: null` means the
+desk must hand it to a person, "small-talk" that it must answer from its small-talk texts. A case may
+carry `"sentiment"`; one with no `expected` key counts for sentiment only.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import tempfile
 import time
@@ -17,9 +19,15 @@ from typing import Any
 from bot.app import build_app
 from bot.config import Settings
 from bot.domain import Decision, Reason
+from bot.knowledge.index import KnowledgeIndex
+from bot.triage.calibration import Judged, Scores, Thresholds, choose, held_out_scores
+from bot.triage.entities import extract
 
 NO_TOPIC = object()  # a case without an `expected` key: sentiment only
-THRESHOLD_REASONS = {Reason.LOW_CONFIDENCE, Reason.SMALL_MARGIN}
+SMALL_TALK = "small-talk"  # `expected` of a case the desk must answer from its small-talk texts
+THRESHOLD_REASONS = {Reason.LOW_CONFIDENCE, Reason.SMALL_MARGIN, Reason.OUT_OF_SCOPE}
+OUT_OF_SCOPE_SHARE = 0.2  # the share of traffic no article covers that tune assumes (held-out articles stand in)
+WILSON_Z = 1.0  # precision's lower bound at about 84% one-sided confidence
 
 
 class CasesError(ValueError):
@@ -72,8 +80,18 @@ def read_cases(path: Path) -> list[Case]:
     return cases
 
 
-async def run_cases(settings: Settings, kb: Path, cases: list[Case]) -> list[Outcome]:
-    """Ingest `kb` into a throwaway store and database, then put every case through the desk."""
+@dataclass(frozen=True)
+class Run:
+    """The cases' outcomes, and what tune needs besides: pseudo out-of-scope scores (bot.triage.calibration)."""
+
+    outcomes: list[Outcome]
+    held_out: list[Scores]
+
+
+async def run_cases(settings: Settings, kb: Path, cases: list[Case], held_out: list[Case] | None = None) -> Run:
+    """Ingest `kb` into a throwaway store and database, then put every case through the desk.
+
+    `held_out`: tuning cases to score, with the KB's questions, with a fifth of the articles held out in turn."""
     if not kb.is_dir():
         raise CasesError(f"{kb}: knowledge folder not found")
     with tempfile.TemporaryDirectory(prefix="relaydesk-eval-") as tmp:
@@ -89,34 +107,50 @@ async def run_cases(settings: Settings, kb: Path, cases: list[Case]) -> list[Out
                 started = time.perf_counter()
                 decision = await app.desk.preview(case.text)
                 outcomes.append(Outcome(case, decision, (time.perf_counter() - started) * 1000))
-            return outcomes
+            return Run(outcomes, await _held_out(app.index, held_out) if held_out else [])
         finally:
             await app.close()
 
 
-def answered(outcome: Outcome, min_confidence: float | None = None, min_margin: float | None = None) -> bool:
+async def _held_out(index: KnowledgeIndex, cases: list[Case]) -> list[Scores]:
+    topical = [c for c in cases if isinstance(c.expected, str)]
+    masked = [extract(c.text)[0] or c.text for c in topical]
+    vectors = await index.embedder.queries(masked)
+    probes = [(vectors[i], str(c.expected)) for i, c in enumerate(topical)]
+    rows, labels, kinds = await asyncio.to_thread(index.training_set)
+    if not labels:
+        return []
+    return await asyncio.to_thread(held_out_scores, rows, labels, kinds, probes)
+
+
+def scores_of(outcome: Outcome) -> Scores | None:
+    analysis = outcome.decision.analysis
+    if analysis is None or analysis.small_talk is not None:
+        return None
+    return Scores(analysis.confidence, analysis.margin, analysis.similarity, analysis.off_topic)
+
+
+def answered(outcome: Outcome, thresholds: Thresholds | None = None) -> bool:
     """Would the desk answer on its own, with these thresholds instead of the configured ones?"""
     decision = outcome.decision
+    if decision.action == "small_talk":
+        return False  # a reply from texts, not an answer
     reasons = set(decision.reasons)
-    if min_confidence is None or decision.analysis is None:
+    scores = scores_of(outcome)
+    if thresholds is None or scores is None:
         return not reasons
-    analysis = decision.analysis
-    return (
-        not (reasons - THRESHOLD_REASONS)
-        and analysis.confidence >= min_confidence
-        and analysis.margin >= (min_margin or 0.0)
-    )
+    return not (reasons - THRESHOLD_REASONS) and thresholds.admit(scores)
 
 
-def score(
-    outcomes: Iterable[Outcome], min_confidence: float | None = None, min_margin: float | None = None
-) -> dict[str, Any]:
-    topical = [o for o in outcomes if o.case.expected is not NO_TOPIC]
-    sent = [o for o in topical if answered(o, min_confidence, min_margin)]
+def score(outcomes: Iterable[Outcome], thresholds: Thresholds | None = None) -> dict[str, Any]:
+    outcomes = list(outcomes)
+    topical = [o for o in outcomes if o.case.expected is not NO_TOPIC and o.case.expected != SMALL_TALK]
+    sent = [o for o in topical if answered(o, thresholds)]
     correct = sum(1 for o in sent if o.top == o.case.expected)
     must_handoff = [o for o in topical if o.case.expected is None]
-    caught = sum(1 for o in must_handoff if not answered(o, min_confidence, min_margin))
-    return {
+    caught = sum(1 for o in must_handoff if not answered(o, thresholds))
+    talk = [o for o in outcomes if o.case.expected == SMALL_TALK]
+    report: dict[str, Any] = {
         "cases": len(topical),
         "answered": len(sent),
         "correct": correct,
@@ -124,6 +158,42 @@ def score(
         "automation_rate": round(correct / len(topical), 4) if topical else 0.0,
         "handoff_recall": round(caught / len(must_handoff), 4) if must_handoff else None,
     }
+    if talk:
+        report["small_talk_answered"] = round(sum(o.decision.action == "small_talk" for o in talk) / len(talk), 4)
+    return report
+
+
+def failures(outcomes: Iterable[Outcome], thresholds: Thresholds | None = None) -> list[dict[str, Any]]:
+    """Each wrong answer, wrong handoff and missed small talk, with what the desk saw."""
+    found = []
+    for o in outcomes:
+        expected = o.case.expected
+        if expected is NO_TOPIC:
+            continue
+        went = "small_talk" if o.decision.action == "small_talk" else "answer" if answered(o, thresholds) else "handoff"
+        if expected == SMALL_TALK:
+            wrong = went != "small_talk"
+        elif expected is None:
+            wrong = went != "handoff"
+        else:
+            wrong = went == "small_talk" or (went == "answer" and o.top != expected) or went == "handoff"
+        if not wrong:
+            continue
+        analysis = o.decision.analysis
+        found.append(
+            {
+                "text": o.case.text,
+                "expected": expected,
+                "decision": went,
+                "predicted": analysis.topic if analysis else None,
+                "confidence": round(analysis.confidence, 4) if analysis else None,
+                "margin": round(analysis.margin, 4) if analysis else None,
+                "similarity": round(analysis.similarity, 4) if analysis else None,
+                "escalation": analysis.escalation.name if analysis and analysis.escalation else None,
+                "reasons": [str(r) for r in o.decision.reasons],
+            }
+        )
+    return found
 
 
 def evaluate(outcomes: list[Outcome]) -> dict[str, Any]:
@@ -137,7 +207,7 @@ def evaluate(outcomes: list[Outcome]) -> dict[str, Any]:
 
 
 def _top1(outcomes: list[Outcome]) -> float | None:
-    known = [o for o in outcomes if isinstance(o.case.expected, str)]
+    known = [o for o in outcomes if isinstance(o.case.expected, str) and o.case.expected != SMALL_TALK]
     return round(sum(o.top == o.case.expected for o in known) / len(known), 4) if known else None
 
 
@@ -159,32 +229,37 @@ def sentiment_scores(outcomes: list[Outcome]) -> dict[str, float]:
     return {"sentiment_accuracy": round(accuracy, 4), "sentiment_macro_f1": round(sum(f1s) / 2, 4)}
 
 
-def tune(outcomes: list[Outcome], target_precision: float) -> dict[str, Any]:
-    """The thresholds with the highest automation rate whose precision reaches the target.
+def tune(
+    run: Run,
+    target_precision: float,
+    out_of_scope_share: float = OUT_OF_SCOPE_SHARE,
+    z: float = WILSON_Z,
+) -> dict[str, Any]:
+    """The thresholds with the highest automation rate whose precision holds on new traffic.
 
-    For each margin, a sweep down the confidences (best first) sees every possible cut in one pass.
-    """
-    topical = [o for o in outcomes if o.case.expected is not NO_TOPIC and o.decision.analysis is not None]
-    open_ = [o for o in topical if not set(o.decision.reasons) - THRESHOLD_REASONS]
-    best = (0.0, 1.0, 0.0)  # automation, min_confidence, min_margin: answering nothing always qualifies
-    for margin in [m / 100 for m in range(0, 100, 2)]:
-        ranked = sorted(
-            (o for o in open_ if o.decision.analysis and o.decision.analysis.margin >= margin),
-            key=lambda o: -o.decision.analysis.confidence if o.decision.analysis else 0.0,
-        )
-        sent = correct = 0
-        for i, outcome in enumerate(ranked):
-            sent += 1
-            correct += outcome.top == outcome.case.expected
-            confidence = outcome.decision.analysis.confidence if outcome.decision.analysis else 1.0
-            following = ranked[i + 1].decision.analysis if i + 1 < len(ranked) else None
-            if following is not None and following.confidence == confidence:
-                continue  # a threshold cannot split equal confidences
-            automation = correct / len(topical)
-            if correct / sent >= target_precision and automation > best[0]:
-                best = (automation, confidence, margin)
-    settings = {"min_confidence": best[1], "min_margin": best[2]}  # unrounded: the cut must stay exact
-    return {"settings": settings, **score(outcomes, best[1], best[2])}
+    The tuning cases count as they are (an `expected: null` case answered is a wrong answer); the held-out
+    scores of `run` count as wrong answers weighted to `out_of_scope_share` of the traffic; the precision's
+    Wilson lower bound at `z` must reach the target."""
+    judged: list[Judged] = []
+    topical = [o for o in run.outcomes if o.case.expected is not NO_TOPIC and o.case.expected != SMALL_TALK]
+    for outcome in topical:
+        scores = scores_of(outcome)
+        if scores is None or set(outcome.decision.reasons) - THRESHOLD_REASONS:
+            continue  # handed off for another reason whatever the thresholds
+        in_scope = outcome.case.expected is not None
+        judged.append(Judged(scores, in_scope and outcome.top == outcome.case.expected, 1.0, in_scope))
+    in_scope_count = sum(1 for o in topical if o.case.expected is not None)
+    if run.held_out and out_of_scope_share > 0:
+        weight = out_of_scope_share / (1 - out_of_scope_share) * in_scope_count / len(run.held_out)
+        judged += [Judged(s, False, weight, False) for s in run.held_out]
+    thresholds, _ = choose(judged, target_precision, z)
+    return {
+        "settings": vars(thresholds),
+        "out_of_scope_share": out_of_scope_share,
+        "held_out_messages": len(run.held_out),
+        "wilson_z": z,
+        **score(run.outcomes, thresholds),
+    }
 
 
 def _percentile(values: list[float], p: float) -> float:

@@ -93,7 +93,10 @@ def test_tune_finds_thresholds_that_eval_then_honours(
         ],
     )
     kb = str(tmp_path / "knowledge")
-    assert main(["tune", "--kb", kb, "--cases", str(cases), "--target-precision", "1.0", "--json"]) == 0
+    # On five cases no bound reaches 1.0: this asks for the cases' own precision.
+    assert (
+        main(["tune", "--kb", kb, "--cases", str(cases), "--target-precision", "1.0", "--wilson-z", "0", "--json"]) == 0
+    )
     tuned = json.loads(capsys.readouterr().out)
     assert tuned["precision"] == 1.0 and tuned["automation_rate"] >= 0.4
     for key, value in tuned["settings"].items():

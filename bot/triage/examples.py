@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from bot.prompts import PromptStore
 
 _TOPIC_KEYS = {"label", "priority", "examples"}
+ESCALATION_SLACK = 0.0  # how much farther than the nearest KB question an escalation example may be and still win
 
 
 @dataclass(frozen=True)
@@ -190,10 +191,14 @@ class TriageExamples:
         """The similarity of the nearest off-topic example."""
         return self._off_topic_matrix.nearest(vector).similarity
 
-    def escalation(self, vector: np.ndarray, threshold: float) -> Escalation | None:
-        """The escalation topic whose nearest example is at least `threshold` similar, if any."""
+    def escalation(self, vector: np.ndarray, threshold: float, nearest_question: float) -> Escalation | None:
+        """The escalation topic whose nearest example is at least `threshold` similar and about as near as the
+        nearest question of the knowledge base (`nearest_question`), if any: e5 similarities crowd together,
+        so an absolute threshold alone flags ordinary questions (bench/README.md, triage)."""
         nearest = self._escalation_matrix.nearest(vector)
-        if nearest.name is None or nearest.similarity < threshold or self._escalations is None:
+        if nearest.name is None or self._escalations is None:
+            return None
+        if nearest.similarity < max(threshold, nearest_question - ESCALATION_SLACK):
             return None
         topic = self._escalations.topics[nearest.name]
         return Escalation(topic.name, topic.label, topic.priority, round(nearest.similarity, 4))

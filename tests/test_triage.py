@@ -1,0 +1,208 @@
+"""Triage: small talk answered from texts, entities kept as slots, the conversation's language kept, escalation
+topics and off-topic messages handed to a person with the right reason, and tuning that holds on new traffic."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlmodel import select
+
+from bot.app import App
+from bot.domain import Inbound
+from bot.prompts import PromptStore, check_prompts
+from bot.storage.models import Feedback
+from bot.texts import PromptError, load_texts
+from bot.triage.calibration import Judged, Scores, choose, held_out_scores, wilson_lower
+from bot.triage.entities import extract
+from bot.triage.smalltalk import SmallTalk, small_talk
+from tests.conftest import REPO, Recorder
+
+TEXTS = load_texts(REPO / "prompts" / "texts.yaml")
+
+
+def said(text: str, chat: str = "1", message: str | None = None, kind: str = "text") -> Inbound:
+    return Inbound("test", chat, message or f"{chat}-{text}", text, kind=kind)
+
+
+# -- entities --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "masked", "kind", "values"),
+    [
+        ("Где мой заказ? NW-4829173", "Где мой заказ?", "orders", ("NW-4829173",)),
+        ("My order 10234 hasn't arrived", "My order hasn't arrived", "orders", ("10234",)),
+        ("заказ #10237 не пришёл", "заказ не пришёл", "orders", ("10237",)),
+        ("Call me on +7 (999) 123-45-67", "Call me on", "phones", ("+79991234567",)),
+        ("write to anna.k@example.com please", "write to please", "emails", ("anna.k@example.com",)),
+        ("Списали 1 500 руб. дважды", "Списали дважды", "amounts", ("1 500 руб.",)),
+        ("I was charged $20.50 twice", "I was charged twice", "amounts", ("$20.50",)),
+        ("delivered on 12.03.2026?", "delivered on?", "dates", ("12.03.2026",)),
+        ("приедет 12 марта?", "приедет?", "dates", ("12 марта",)),
+    ],
+)
+def test_entities_are_cut_out_and_kept_as_slots(text: str, masked: str, kind: str, values: tuple[str, ...]) -> None:
+    cut, slots = extract(text)
+    assert cut == masked and getattr(slots, kind) == values
+
+
+def test_text_without_entities_stays_as_it_is() -> None:
+    assert extract("How do I return an iPhone 15 case?") == ("How do I return an iPhone 15 case?", extract("")[1])
+
+
+# -- small talk ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("hi", SmallTalk.GREETING),
+        ("Добрый день!", SmallTalk.GREETING),
+        ("thanks!", SmallTalk.THANKS),
+        ("Спасибо, всё понятно", SmallTalk.THANKS),
+        ("ok", SmallTalk.ACK),
+        ("👍", SmallTalk.ACK),
+        ("Понятно", SmallTalk.ACK),
+        ("bye, have a nice day", SmallTalk.GOODBYE),
+        ("До свидания", SmallTalk.GOODBYE),
+        ("are you a bot?", SmallTalk.BOT),
+        ("Ты робот?", SmallTalk.BOT),
+    ],
+)
+def test_small_talk_in_both_languages(text: str, expected: SmallTalk) -> None:
+    assert small_talk(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text", ["Hi, where is my order?", "thanks, but my order never came", "Привет! Где мой заказ?", "😡", "???", ""]
+)
+def test_a_message_that_says_more_is_not_small_talk(text: str) -> None:
+    assert small_talk(text) is None
+
+
+def test_a_sticker_is_an_acknowledgement_and_a_photo_is_not() -> None:
+    assert small_talk("", "sticker") == SmallTalk.ACK and small_talk("", "photo") is None
+
+
+async def test_small_talk_is_answered_from_texts_and_never_handed_off(app: App) -> None:
+    customers, queue = Recorder(), Recorder()
+    app.outbox.register("test", customers)
+    app.outbox.register(app.desk.queue_channel, queue)
+    for text, name in [("hi", "smalltalk_greeting"), ("Спасибо!", "smalltalk_thanks"), ("👍", "smalltalk_ack")]:
+        decision = await app.desk.receive(said(text, chat=text))
+        assert decision.action == "small_talk" and decision.reasons == ()
+        await app.outbox.deliver_due()
+        language = "ru" if text == "Спасибо!" else "en"
+        assert customers.texts()[-1] == TEXTS.render(name, language)
+    assert queue.sent == []
+
+
+async def test_thanks_right_after_an_answer_confirms_it_and_thanks_after_a_greeting_does_not(app: App) -> None:
+    app.outbox.register("test", Recorder())
+    answered = await app.desk.receive(said("How do I return an item?"))
+    assert answered.action == "answer"
+    await app.desk.receive(said("thank you!"))
+    greeted = await app.desk.receive(said("hello", chat="2"))
+    await app.desk.receive(said("thanks", chat="2"))
+    async with app.sessions() as session:
+        rows = (await session.execute(select(Feedback.conversation_id, Feedback.kind))).all()
+    assert rows == [(answered.conversation_id, "thanks")] and greeted.conversation_id != answered.conversation_id
+
+
+async def test_a_message_with_no_language_keeps_the_conversations(app: App) -> None:
+    customers = Recorder()
+    app.outbox.register("test", customers)
+    app.outbox.register(app.desk.queue_channel, Recorder())
+    await app.desk.receive(said("Здравствуйте, как вернуть товар?"))
+    decision = await app.desk.receive(said("10234"))
+    await app.outbox.deliver_due()
+    assert decision.action == "handoff" and decision.analysis is not None and decision.analysis.language == "ru"
+    assert decision.analysis.slots.orders == ("10234",)
+    assert customers.texts()[-1] == TEXTS.render("handoff", "ru")
+
+
+# -- prompt files ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    target = tmp_path / "prompts"
+    shutil.copytree(REPO / "prompts", target)
+    return target
+
+
+@pytest.mark.parametrize(
+    ("file", "old", "new", "expected"),
+    [
+        ("escalation.yaml", "priority: urgent", "priority: asap", "topic 'account_takeover': priority 'asap'"),
+        ("escalation.yaml", "  label: Legal threat\n", "  labl: Legal threat\n", "topic 'legal_threat': unknown key"),
+        ("escalation.yaml", "    ru:\n      - Я подам", "    de:\n      - Я подам", "topic 'legal_threat': missing"),
+        ("off_topic.yaml", "sport:\n  en:", "sport:\n  en: []\n  xx:", "'sport' (en): expected a non-empty list"),
+        ("off_topic.yaml", "weather:\n", "weather: [\n", "off_topic.yaml: not valid YAML"),
+    ],
+)
+def test_a_broken_triage_file_is_named_with_the_entry_and_refused(
+    folder: Path, file: str, old: str, new: str, expected: str
+) -> None:
+    path = folder / file
+    text = path.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    problems = check_prompts(folder)
+    assert len(problems) == 1 and expected in problems[0] and str(path) in problems[0], problems
+    with pytest.raises(PromptError):
+        PromptStore.open(folder)
+
+
+def test_an_edited_escalation_file_is_picked_up_and_a_broken_one_keeps_the_last_good(folder: Path) -> None:
+    store = PromptStore.open(folder, interval_s=0)
+    first = store.escalations
+    path = folder / "escalation.yaml"
+    path.write_text(
+        path.read_text(encoding="utf-8") + "\nrefund_abuse:\n  label: Refund abuse\n  priority: low\n"
+        "  examples:\n    en: [I want a refund for nothing]\n    ru: [Верните деньги просто так]\n",
+        encoding="utf-8",
+    )
+    assert "refund_abuse" in store.escalations.topics and store.escalations is not first
+    good = store.escalations
+    path.write_text("refund_abuse: [", encoding="utf-8")
+    assert store.escalations is good and "escalation.yaml" in store.errors()
+
+
+# -- tuning ----------------------------------------------------------------------------------------------
+
+
+def test_the_wilson_bound_is_below_the_proportion_and_tightens_with_more_cases() -> None:
+    assert wilson_lower(19, 20, 0) == 0.95
+    assert wilson_lower(19, 20, 1.0) < wilson_lower(950, 1000, 1.0) < 0.95
+    assert wilson_lower(0, 0, 1.0) == 0.0
+
+
+def test_choose_keeps_precision_against_held_out_messages() -> None:
+    # Right answers near the KB, wrong ones (held-out articles) as sure of themselves but farther away.
+    right = [Judged(Scores(0.9, 0.8, 0.95), True) for _ in range(100)]
+    wrong = [Judged(Scores(0.9, 0.8, 0.85), False, 1.0, False) for _ in range(30)]
+    without_gate, rate = choose(right + wrong, 0.95, 0.0)
+    assert without_gate.min_similarity > 0.85 and rate == 1.0  # only the similarity tells them apart
+    nothing, rate = choose([Judged(Scores(0.9, 0.8, 0.9), False)], 0.95, 1.0)
+    assert nothing.min_confidence == 1.0 and rate == 0.0
+
+
+def test_held_out_articles_give_pseudo_out_of_scope_scores() -> None:
+    rng = np.random.default_rng(1)
+    centres = rng.normal(size=(12, 16))
+    rows, labels, kinds = [], [], []
+    for i, centre in enumerate(centres):
+        for _ in range(4):
+            v = centre + 0.1 * rng.normal(size=16)
+            rows.append(v / np.linalg.norm(v))
+            labels.append(f"a{i}")
+            kinds.append("question")
+    vectors = np.asarray(rows, np.float32)
+    scores = held_out_scores(vectors, labels, kinds, [(vectors[0], "a0")])
+    assert len(scores) == 12 * 4 + 1  # every article held out once: its questions, and the probe about a0
+    near_own = float(vectors[0] @ vectors[1])
+    assert all(s.similarity < near_own for s in scores)  # never the article it is about: it was held out

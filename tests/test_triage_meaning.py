@@ -1,0 +1,81 @@
+"""Triage by meaning, on the shipped help centre and the bundled encoder: risks go to a person with their
+escalation topic, off-topic questions as out of scope, ordinary questions are answered, an order number
+changes nothing of what a question means."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+
+from bot.app import App, build_app
+from bot.domain import Inbound, Reason
+from bot.embeddings import cpu_has_avx2
+from tests.conftest import REPO, Recorder, make_settings
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+def said(text: str, chat: str) -> Inbound:
+    return Inbound("test", chat, f"{chat}-{text}", text)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def sample_app(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[App]:
+    """The shipped help centre on the bundled model, built once for this module."""
+    if not cpu_has_avx2():
+        pytest.skip("the local model needs AVX2")
+    settings = make_settings(tmp_path_factory.mktemp("sample"))
+    settings.embeddings.provider = "local"
+    settings.knowledge.path = REPO / "knowledge"
+    settings.automation.min_confidence = 0.35
+    built = await build_app(settings)
+    yield built
+    await built.close()
+
+
+@pytest.mark.parametrize(
+    ("text", "topic"),
+    [
+        ("Someone logged into my account and bought things with my card", "account_takeover"),
+        ("Мой аккаунт взломали и поменяли почту", "account_takeover"),
+        ("Your courier damaged my front door", "damage_or_injury"),
+        ("I was charged twice and now my account is overdrawn, fix this today", "financial_harm"),
+        ("Оператор мне нахамил", "employee_complaint"),
+        ("Подам на вас в суд", "legal_threat"),
+    ],
+)
+async def test_a_risk_goes_to_a_person_with_its_topic_and_priority(sample_app: App, text: str, topic: str) -> None:
+    queue = Recorder()
+    sample_app.outbox.register(sample_app.desk.queue_channel, queue)
+    sample_app.outbox.register("test", Recorder())
+    decision = await sample_app.desk.receive(said(text, chat=f"risk-{topic}-{text[:8]}"))
+    await sample_app.outbox.deliver_due()
+    assert decision.action == "handoff" and Reason.ESCALATION in decision.reasons
+    assert decision.analysis is not None and decision.analysis.escalation is not None
+    assert decision.analysis.escalation.name == topic
+    card = queue.sent[-1].payload
+    assert card["escalation"] == decision.analysis.escalation.label and card["priority"] in ("high", "urgent")
+
+
+@pytest.mark.parametrize("text", ["What will the weather be like in Kazan tomorrow?", "Посоветуй фильм на вечер"])
+async def test_an_off_topic_question_goes_to_a_person_as_out_of_scope(sample_app: App, text: str) -> None:
+    decision = await sample_app.desk.preview(text)
+    assert decision.action == "handoff" and Reason.OUT_OF_SCOPE in decision.reasons
+
+
+@pytest.mark.parametrize("text", ["How do I return an item?", "Где мой заказ?", "Can I pay by card?"])
+async def test_ordinary_questions_are_not_escalated_or_out_of_scope(sample_app: App, text: str) -> None:
+    decision = await sample_app.desk.preview(text)
+    assert decision.analysis is not None and decision.analysis.escalation is None
+    assert not ({Reason.ESCALATION, Reason.OUT_OF_SCOPE} & set(decision.reasons)), decision.reasons
+
+
+async def test_an_order_number_does_not_change_what_the_question_means(sample_app: App) -> None:
+    plain = await sample_app.desk.preview("Где мой заказ?")
+    numbered = await sample_app.desk.preview("Где мой заказ? NW-4829173")
+    assert plain.analysis is not None and numbered.analysis is not None
+    assert numbered.analysis.topic == plain.analysis.topic == "order-tracking"
+    assert abs(numbered.analysis.confidence - plain.analysis.confidence) < 1e-6
+    assert numbered.action == plain.action == "answer"
