@@ -5,10 +5,12 @@ changes nothing of what a question means."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import pytest_asyncio
 
+from bot.analytics.report import build_report
 from bot.app import App, build_app
 from bot.domain import Inbound, Reason
 from bot.embeddings import cpu_has_avx2
@@ -79,3 +81,13 @@ async def test_an_order_number_does_not_change_what_the_question_means(sample_ap
     assert numbered.analysis.topic == plain.analysis.topic == "order-tracking"
     assert abs(numbered.analysis.confidence - plain.analysis.confidence) < 1e-6
     assert numbered.action == plain.action == "answer"
+
+
+async def test_the_report_counts_handoffs_by_escalation_topic(sample_app: App) -> None:
+    sample_app.outbox.register("test", Recorder())
+    sample_app.outbox.register(sample_app.desk.queue_channel, Recorder())
+    await sample_app.desk.receive(said("Ваш курьер поцарапал мне машину во дворе", chat="report-1"))
+    since = datetime.now(UTC) - timedelta(days=1)
+    report = await build_report(sample_app.sessions, sample_app.settings.analytics, since)
+    assert report["escalations"].get("damage_or_injury", 0) >= 1
+    assert report["handoff_reasons"].get("escalation", 0) >= 1

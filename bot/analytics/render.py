@@ -112,6 +112,7 @@ def render_table(report: dict[str, Any]) -> str:
             (key.split("_")[1], *columns), [[name, *(v[c] for c in columns)] for name, v in report[key].items()]
         )
     out += ["", "handoff reasons: " + _counts(report["handoff_reasons"])]
+    out += ["escalations: " + _counts(report.get("escalations", {}))]
     out += ["failed bot answers, by signal: " + _counts(report["failed_signals"])]
     out += ["sentiment: " + _counts(report["sentiment"])]
     out += ["", "per day"]
@@ -122,7 +123,8 @@ def render_table(report: dict[str, Any]) -> str:
 def render_csv(report: dict[str, Any]) -> str:
     """One long table: section, key, metric, value.
 
-    Sections: summary, roi, handoff_reasons, failed_signals, sentiment, per_cohort, per_topic, per_operator, per_day.
+    Sections: summary, roi, handoff_reasons, failed_signals, sentiment, escalations, per_cohort, per_topic,
+    per_operator, per_day.
     """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -131,8 +133,8 @@ def render_csv(report: dict[str, Any]) -> str:
         writer.writerow(("summary", "", key, _csv(report[key])))
     for metric, value in report["roi"].items():
         writer.writerow(("roi", "", metric, _csv(value)))
-    for section in ("handoff_reasons", "failed_signals", "sentiment"):
-        for name, count in report[section].items():
+    for section in ("handoff_reasons", "failed_signals", "sentiment", "escalations"):
+        for name, count in report.get(section, {}).items():
             writer.writerow((section, name, "count", count))
     for section in ("per_cohort", "per_topic", "per_operator"):
         for name, figures in report[section].items():
@@ -298,9 +300,8 @@ def render_html(report: dict[str, Any]) -> str:
     )
     roi = report["roi"]
     roi_lines = "".join(f"<p>{escape(line[0].upper() + line[1:])}.</p>" for line in _roi_lines(roi))
-    reasons, failures, moods = (
-        escape(_counts(report[key])) for key in ("handoff_reasons", "failed_signals", "sentiment")
-    )
+    counted = ("handoff_reasons", "failed_signals", "sentiment", "escalations")
+    reasons, failures, moods, escalations = (escape(_counts(report.get(key, {}))) for key in counted)
     window = report["window"]
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
@@ -314,7 +315,7 @@ def render_html(report: dict[str, Any]) -> str:
         "copilot: every question goes to an operator with the bot's draft.</p>"
         f"<h2>Per operator</h2>{_html_table('operator', OPERATOR_COLUMNS, report['per_operator'])}"
         f"<h2>Per topic</h2>{_html_table('topic', TOPIC_COLUMNS, report['per_topic'])}"
-        f"<h2>Handoffs and mood</h2><p>Handoff reasons: {reasons}</p>"
+        f"<h2>Handoffs and mood</h2><p>Handoff reasons: {reasons}</p><p>Escalation topics: {escalations}</p>"
         f"<p>Failed bot answers, by signal: {failures}</p><p>Sentiment: {moods}</p>"
         "<p class=muted>A bot answer is confirmed when the customer pressed Helped or thanked the bot, failed "
         "when they asked for a person, repeated the question, were negative, or were handed off after it.</p>"

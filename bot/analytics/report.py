@@ -239,6 +239,15 @@ async def build_report(
                 .where(in_window)
             )
         ).all()
+        escalation = col(Event.data)["escalation"].as_string()
+        escalations = (
+            await session.execute(
+                select(escalation, func.count())
+                .join(Conversation, col(Conversation.id) == col(Event.conversation_id))
+                .where(in_window, col(Event.type) == "handoff", escalation.is_not(None))
+                .group_by(escalation)
+            )
+        ).all()
         sentiment = col(Event.data)["sentiment"].as_string()
         moods = (
             await session.execute(
@@ -259,7 +268,10 @@ async def build_report(
             )
         ).one()
     outcomes = _outcomes(feedback, later_handoffs, negative)
-    return _assemble(rows, opening, actions, feedback, outcomes, handoffs, moods, tokens, analytics, since, until)
+    report = _assemble(rows, opening, actions, feedback, outcomes, handoffs, moods, tokens, analytics, since, until)
+    # handoffs by escalation topic (prompts/escalation.yaml): the risks the bot never answered alone
+    report["escalations"] = {str(name): int(n) for name, n in sorted(escalations, key=lambda e: -e[1])}
+    return report
 
 
 def _handoffs_after_answer(in_window: Any) -> Any:
