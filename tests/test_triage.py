@@ -11,7 +11,8 @@ import pytest
 from sqlmodel import select
 
 from bot.app import App
-from bot.domain import Inbound
+from bot.domain import Analysis, Answer, Decision, Inbound, Priority, Sentiment
+from bot.evaluation import Case, Outcome, Run, tune
 from bot.prompts import PromptStore, check_prompts
 from bot.storage.models import Feedback
 from bot.texts import PromptError, load_texts
@@ -206,3 +207,22 @@ def test_held_out_articles_give_pseudo_out_of_scope_scores() -> None:
     assert len(scores) == 12 * 4 + 1  # every article held out once: its questions, and the probe about a0
     near_own = float(vectors[0] @ vectors[1])
     assert all(s.similarity < near_own for s in scores)  # never the article it is about: it was held out
+
+
+def _outcome(expected: str | None, top: str, confidence: float, similarity: float) -> Outcome:
+    analysis = Analysis("en", top, confidence, confidence, Sentiment.NEUTRAL, 0.0, Priority.NORMAL, False,
+                        similarity=similarity)  # fmt: skip
+    answer = Answer("text", confidence, sources=(top,))
+    return Outcome(Case("q", expected), Decision("answer", 0, analysis, answer), 1.0)
+
+
+def test_tune_counts_held_out_articles_only_for_the_share_real_out_of_scope_cases_leave() -> None:
+    right = [_outcome("a", "a", 0.9, 0.95) for _ in range(40)]
+    held_out = [Scores(0.9, 0.9, 0.85) for _ in range(10)]  # as sure, but farther than any right answer
+    gated = tune(Run(right, held_out), 0.95, out_of_scope_share=0.2, z=0)
+    assert 0.85 < gated["settings"]["min_similarity"] <= 0.95 and gated["automation_rate"] == 1.0
+    # Real out-of-scope cases that already make the share: the held-out messages add nothing.
+    real = [_outcome(None, "a", 0.5, 0.95) for _ in range(10)]
+    measured = tune(Run(right + real, held_out), 0.95, out_of_scope_share=0.2, z=0)
+    assert measured["settings"]["min_similarity"] == 0.0 and measured["settings"]["min_confidence"] > 0.5
+    assert measured["precision"] == 1.0 and measured["handoff_recall"] == 1.0
