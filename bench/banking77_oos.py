@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/banking77_oos.py                       # both protocols, all cases
     .venv/bin/python bench/banking77_oos.py --quick               # a fifth of the test cases: a smoke check
+    .venv/bin/python bench/banking77_oos.py --only operations     # one protocol
 
 Knowledge base: one article per in-scope intent (50) whose questions are its first 10 train.csv utterances.
 Test set (both protocols): test.csv + id-oos-test.csv + ood-oos-valid.csv; out-of-scope cases are
@@ -108,7 +109,7 @@ async def protocol(name: str, tmp: Path, kb: Path, tuning: list[Case], test: lis
     print(f"  goal: {goal}: {'MET' if met else 'MISSED'}")
 
 
-async def main(quick: bool) -> None:
+async def main(quick: bool, only: str) -> None:
     header(f"BANKING77-OOS{' (quick: a fifth of the test cases)' if quick else ''}")
     test = cases(read_csv("test.csv") + read_csv("id-oos-test.csv") + read_csv("ood-oos-valid.csv"))
     if quick:
@@ -118,12 +119,16 @@ async def main(quick: bool) -> None:
         tmp = Path(tmpdir)
         build_kb(tmp / "kb")
         print(f"KB: 50 articles x {KB_QUESTIONS} questions; {len(test)} test cases; similarity from {SIMILARITIES[1]}")
-        await protocol("cold start", tmp, tmp / "kb", valid, test, [])
-        handed = [c.text for c in id_oos_valid]
-        await protocol("after operations", tmp, tmp / "kb", valid + id_oos_valid, test, handed)
+        if only != "operations":
+            await protocol("cold start", tmp, tmp / "kb", valid, test, [])
+        if only != "cold":
+            handed = [c.text for c in id_oos_valid]
+            await protocol("after operations", tmp, tmp / "kb", valid + id_oos_valid, test, handed)
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="a fifth of the test cases")
-    asyncio.run(main(parser.parse_args().quick))
+    parser.add_argument("--only", choices=("cold", "operations"), default="", help="one protocol")
+    args = parser.parse_args()
+    asyncio.run(main(args.quick, args.only))
