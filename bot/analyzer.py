@@ -34,7 +34,6 @@ class Analyzer:
         top_k: int = 30,
         default_language: str = "en",
         examples: TriageExamples | None = None,
-        escalation_similarity: float = 1.0,
         sentiment: SentimentModel | None = None,
     ) -> None:
         """`sentiment`: the trained head over this index's embeddings (None: the lexicon alone)."""
@@ -42,7 +41,6 @@ class Analyzer:
         self._top_k = top_k
         self._default_language = default_language
         self._examples = examples
-        self._escalation_similarity = escalation_similarity
         self._sentiment = sentiment
 
     @property
@@ -110,7 +108,7 @@ class Analyzer:
         if self._examples is None:
             return None
         nearest_question = max((h.similarity for h in hits if h.kind in (QUESTION, TITLE)), default=0.0)
-        return self._examples.escalation(vector, self._escalation_similarity, nearest_question)
+        return self._examples.escalation(vector, nearest_question)
 
     @staticmethod
     def _small_talk(talk: SmallTalk, language: str, slots: Slots) -> Analysis:

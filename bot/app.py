@@ -112,7 +112,6 @@ def build_brain(
                 settings.knowledge.top_k,
                 prompts.texts.default_language,
                 examples,
-                settings.automation.escalation_similarity,
                 analyzer.sentiment,
             )
         return analyzer, responder
@@ -144,7 +143,7 @@ async def build_app(settings: Settings, *, ingest: bool = True) -> App:
     session_factory = sessions(engine)
     transactions = Transactions(engine)
     index = build_index(settings)
-    examples = TriageExamples(prompts, index)
+    examples = TriageExamples(prompts, index, settings.automation.escalation_similarity)
     if not index.embedder.semantic:
         log.warning(
             "app: the %s embedder has no notion of meaning: off-topic and escalation examples are off",
@@ -163,7 +162,6 @@ async def build_app(settings: Settings, *, ingest: bool = True) -> App:
         settings.knowledge.top_k,
         texts.default_language,
         examples,
-        settings.automation.escalation_similarity,
         sentiment_model(index),
     )
     outbox = Outbox(transactions, settings.outbox)

@@ -261,10 +261,10 @@ class Desk:
         # A reply without sources (e.g. "what's your order number?") asks rather than answers: not a repeat.
         topic = analysis.topic if answer.sources else None
         meta = {"topic": topic, "confidence": round(answer.confidence, 4), "sources": list(answer.sources)}
-        reply = {"conversation_id": conversation_id, "author": Author.BOT, "channel": customer.channel}
-        session.execute(_NEW_MESSAGE, {**reply, "text": answer.text, "meta": meta})
-        sources = list(answer.sources)
-        send_to_customer(session, customer, conversation_id, answer.text, buttons="feedback", sources=sources)
+        _reply(session, customer, conversation_id, answer.text, meta)
+        send_to_customer(
+            session, customer, conversation_id, answer.text, buttons="feedback", sources=list(answer.sources)
+        )
         record_event(
             session,
             conversation_id,
@@ -289,9 +289,7 @@ class Desk:
     ) -> None:
         """A reply from texts: not an answer of the knowledge base, so neither a repeat nor automation."""
         assert analysis.small_talk is not None
-        meta = {"small_talk": str(analysis.small_talk)}
-        reply = {"conversation_id": conversation_id, "author": Author.BOT, "channel": customer.channel}
-        session.execute(_NEW_MESSAGE, {**reply, "text": answer.text, "meta": meta})
+        _reply(session, customer, conversation_id, answer.text, {"small_talk": str(analysis.small_talk)})
         send_to_customer(session, customer, conversation_id, answer.text, language=analysis.language)
         record_event(session, conversation_id, "small_talk", kind=str(analysis.small_talk))
         if analysis.small_talk == SmallTalk.THANKS and after_answer:  # the customer confirms the answer helped
@@ -404,6 +402,12 @@ def _customer(session: Session, inbound: Inbound, analysis: Analysis | None) -> 
             changes = {"row_id": customer_id, "name": name, "language": language, "blocked": False}
             session.execute(_UPDATE_CUSTOMER, changes)
     return CustomerRow(customer_id, inbound.channel, inbound.chat_id, name, language), found is None
+
+
+def _reply(session: Session, customer: CustomerRow, conversation_id: int, text: str, meta: dict[str, Any]) -> None:
+    """The bot's message, stored (the outbox delivers it)."""
+    row = {"conversation_id": conversation_id, "author": Author.BOT, "channel": customer.channel}
+    session.execute(_NEW_MESSAGE, {**row, "text": text, "meta": meta})
 
 
 def _recent(session: Session, conversation_id: int, since: datetime | None) -> list[tuple[str, str]]:

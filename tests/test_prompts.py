@@ -52,6 +52,11 @@ def test_the_shipped_prompts_are_valid() -> None:
             "texts.yaml: text 'operator_joined' (en): unknown variable {operatr}",
         ),
         ("compensation.yaml", "max_percent: 20", "max_percent: 12", "rules.0.percent: 20 is above max_percent 12"),
+        ("escalation.yaml", "priority: urgent", "priority: asap", "topic 'account_takeover': priority 'asap'"),
+        ("escalation.yaml", "  label: Legal threat\n", "  labl: Legal threat\n", "topic 'legal_threat': unknown key"),
+        ("escalation.yaml", "    ru:\n      - Я подам", "    de:\n      - Я подам", "topic 'legal_threat': missing"),
+        ("off_topic.yaml", "sport:\n  en:", "sport:\n  en: []\n  xx:", "'sport' (en): expected a non-empty list"),
+        ("off_topic.yaml", "weather:\n", "weather: [\n", "off_topic.yaml: not valid YAML"),
         (
             "agent.yaml",
             "variables: [order_id, percent, code, valid_days]\n  en: \"We're very sorry",
@@ -160,3 +165,18 @@ def test_prompts_check_command(folder: Path, tmp_path: Path, capsys: pytest.Capt
     out = capsys.readouterr().out
     assert "agent.yaml: text 'persona' (en): unknown variable {brand}" in out
     assert main(["--config", str(config), "prompts", "check", str(REPO / "prompts")]) == 0
+
+
+def test_an_edited_escalation_file_is_picked_up_and_a_broken_one_keeps_the_last_good(folder: Path) -> None:
+    store = PromptStore.open(folder, interval_s=0)
+    first = store.escalations
+    path = folder / "escalation.yaml"
+    path.write_text(
+        path.read_text(encoding="utf-8") + "\nrefund_abuse:\n  label: Refund abuse\n  priority: low\n"
+        "  examples:\n    en: [I want a refund for nothing]\n    ru: [Верните деньги просто так]\n",
+        encoding="utf-8",
+    )
+    assert "refund_abuse" in store.escalations.topics and store.escalations is not first
+    good = store.escalations
+    path.write_text("refund_abuse: [", encoding="utf-8")
+    assert store.escalations is good and "escalation.yaml" in store.errors()

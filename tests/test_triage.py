@@ -3,9 +3,6 @@ topics and off-topic messages handed to a person with the right reason, and tuni
 
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
-
 import numpy as np
 import pytest
 from sqlmodel import select
@@ -13,9 +10,8 @@ from sqlmodel import select
 from bot.app import App
 from bot.domain import Analysis, Answer, Decision, Inbound, Priority, Sentiment
 from bot.evaluation import Case, Outcome, Run, tune
-from bot.prompts import PromptStore, check_prompts
 from bot.storage.models import Feedback
-from bot.texts import PromptError, load_texts
+from bot.texts import load_texts
 from bot.triage.calibration import Judged, Scores, choose, held_out_scores, wilson_lower
 from bot.triage.entities import extract
 from bot.triage.smalltalk import SmallTalk, small_talk
@@ -123,54 +119,6 @@ async def test_a_message_with_no_language_keeps_the_conversations(app: App) -> N
     assert decision.action == "handoff" and decision.analysis is not None and decision.analysis.language == "ru"
     assert decision.analysis.slots.orders == ("10234",)
     assert customers.texts()[-1] == TEXTS.render("handoff", "ru")
-
-
-# -- prompt files ----------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def folder(tmp_path: Path) -> Path:
-    target = tmp_path / "prompts"
-    shutil.copytree(REPO / "prompts", target)
-    return target
-
-
-@pytest.mark.parametrize(
-    ("file", "old", "new", "expected"),
-    [
-        ("escalation.yaml", "priority: urgent", "priority: asap", "topic 'account_takeover': priority 'asap'"),
-        ("escalation.yaml", "  label: Legal threat\n", "  labl: Legal threat\n", "topic 'legal_threat': unknown key"),
-        ("escalation.yaml", "    ru:\n      - Я подам", "    de:\n      - Я подам", "topic 'legal_threat': missing"),
-        ("off_topic.yaml", "sport:\n  en:", "sport:\n  en: []\n  xx:", "'sport' (en): expected a non-empty list"),
-        ("off_topic.yaml", "weather:\n", "weather: [\n", "off_topic.yaml: not valid YAML"),
-    ],
-)
-def test_a_broken_triage_file_is_named_with_the_entry_and_refused(
-    folder: Path, file: str, old: str, new: str, expected: str
-) -> None:
-    path = folder / file
-    text = path.read_text(encoding="utf-8")
-    assert old in text
-    path.write_text(text.replace(old, new, 1), encoding="utf-8")
-    problems = check_prompts(folder)
-    assert len(problems) == 1 and expected in problems[0] and str(path) in problems[0], problems
-    with pytest.raises(PromptError):
-        PromptStore.open(folder)
-
-
-def test_an_edited_escalation_file_is_picked_up_and_a_broken_one_keeps_the_last_good(folder: Path) -> None:
-    store = PromptStore.open(folder, interval_s=0)
-    first = store.escalations
-    path = folder / "escalation.yaml"
-    path.write_text(
-        path.read_text(encoding="utf-8") + "\nrefund_abuse:\n  label: Refund abuse\n  priority: low\n"
-        "  examples:\n    en: [I want a refund for nothing]\n    ru: [Верните деньги просто так]\n",
-        encoding="utf-8",
-    )
-    assert "refund_abuse" in store.escalations.topics and store.escalations is not first
-    good = store.escalations
-    path.write_text("refund_abuse: [", encoding="utf-8")
-    assert store.escalations is good and "escalation.yaml" in store.errors()
 
 
 # -- tuning ----------------------------------------------------------------------------------------------

@@ -63,10 +63,9 @@ class LLMAnalyzer(Analyzer):
         top_k: int = 30,
         default_language: str = "en",
         examples: TriageExamples | None = None,
-        escalation_similarity: float = 1.0,
         sentiment: SentimentModel | None = None,
     ) -> None:
-        super().__init__(index, top_k, default_language, examples, escalation_similarity, sentiment)
+        super().__init__(index, top_k, default_language, examples, sentiment)
         self._structured: Any = model.with_structured_output(MessageAnalysis, method="function_calling")
         self._prompts = prompts
         self._settings = settings

@@ -163,9 +163,10 @@ class TriageExamples:
     prompt files; the first call happens before the knowledge base is indexed, so the classifier is
     trained once with its off-topic class."""
 
-    def __init__(self, prompts: PromptStore, index: KnowledgeIndex) -> None:
+    def __init__(self, prompts: PromptStore, index: KnowledgeIndex, escalation_similarity: float = 1.0) -> None:
         self._prompts = prompts
         self._index = index
+        self._escalation_similarity = escalation_similarity
         self._embeddings = ExampleEmbeddings(index.embedder)
         self._escalations: Escalations | None = None
         self._escalation_matrix = ExampleMatrix([], np.zeros((0, 0), np.float32))
@@ -191,14 +192,14 @@ class TriageExamples:
         """The similarity of the nearest off-topic example."""
         return self._off_topic_matrix.nearest(vector).similarity
 
-    def escalation(self, vector: np.ndarray, threshold: float, nearest_question: float) -> Escalation | None:
-        """The escalation topic whose nearest example is at least `threshold` similar and about as near as the
+    def escalation(self, vector: np.ndarray, nearest_question: float) -> Escalation | None:
+        """The escalation topic whose nearest example is at least `escalation_similarity` near and as near as the
         nearest question of the knowledge base (`nearest_question`), if any: e5 similarities crowd together,
         so an absolute threshold alone flags ordinary questions (bench/README.md, triage)."""
         nearest = self._escalation_matrix.nearest(vector)
         if nearest.name is None or self._escalations is None:
             return None
-        if nearest.similarity < max(threshold, nearest_question - ESCALATION_SLACK):
+        if nearest.similarity < max(self._escalation_similarity, nearest_question - ESCALATION_SLACK):
             return None
         topic = self._escalations.topics[nearest.name]
         return Escalation(topic.name, topic.label, topic.priority, round(nearest.similarity, 4))
