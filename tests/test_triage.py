@@ -15,6 +15,7 @@ from bot.texts import load_texts
 from bot.triage.calibration import Judged, Scores, choose, held_out_scores, wilson_lower
 from bot.triage.entities import extract
 from bot.triage.smalltalk import SmallTalk, small_talk
+from connectors.slack.cards import root_card
 from tests.conftest import REPO, Recorder
 
 TEXTS = load_texts(REPO / "prompts" / "texts.yaml")
@@ -174,3 +175,15 @@ def test_tune_counts_held_out_articles_only_for_the_share_real_out_of_scope_case
     measured = tune(Run(right + real, held_out), 0.95, out_of_scope_share=0.2, z=0)
     assert measured["settings"]["min_similarity"] == 0.0 and measured["settings"]["min_confidence"] > 0.5
     assert measured["precision"] == 1.0 and measured["handoff_recall"] == 1.0
+
+
+def test_the_slack_card_names_the_escalation_topic() -> None:
+    payload = {
+        "conversation_id": 7,
+        "customer": "Ann",
+        "reasons": ["escalation", "negative_sentiment"],
+        "escalation": "Account takeover or fraud",
+    }
+    text, blocks = root_card(payload)
+    assert "Account takeover or fraud (never answered by the bot alone), upset customer" in text
+    assert any("Account takeover or fraud" in str(block) for block in blocks)
