@@ -33,7 +33,7 @@ from banking77 import article_id
 from common import REPO, bench_settings, header, stopwatch, write_article
 
 from bot.evaluation import Case, Outcome, Run, run_cases, score, tune
-from bot.triage.calibration import SIMILARITIES, Thresholds
+from bot.triage.calibration import Thresholds
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "banking77-oos"
 KB_QUESTIONS = 10
@@ -118,7 +118,7 @@ async def main(quick: bool, only: str) -> None:
     with tempfile.TemporaryDirectory(prefix="relaydesk-b77oos-") as tmpdir:
         tmp = Path(tmpdir)
         build_kb(tmp / "kb")
-        print(f"KB: 50 articles x {KB_QUESTIONS} questions; {len(test)} test cases; similarity from {SIMILARITIES[1]}")
+        print(f"KB: 50 articles x {KB_QUESTIONS} questions; {len(test)} test cases")
         if only != "operations":
             await protocol("cold start", tmp, tmp / "kb", valid, test, [])
         if only != "cold":

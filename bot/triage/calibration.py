@@ -23,7 +23,7 @@ from bot.knowledge.index import OFF_TOPIC, QUESTION, TITLE
 FOLDS = 5
 SEED = 0
 MARGINS = (0.0, 0.05, 0.1, 0.2, 0.3)
-SIMILARITIES = (0.0, *(round(0.80 + i * 0.005, 3) for i in range(35)))
+SIMILARITY_STEPS = 40  # candidate similarity thresholds: quantiles of the right answers' (each encoder has its scale)
 
 
 @dataclass(frozen=True)
@@ -87,8 +87,9 @@ def choose(judged: Sequence[Judged], target: float, z: float) -> tuple[Threshold
     in_scope = float(sum(j.weight for j in judged if j.in_scope)) or 1.0
     best, best_rate = Thresholds(1.0), 0.0
     candidates = np.unique(np.concatenate([[0.0], np.round(confidence[right > 0], 4)]))
+    similarities = _similarities(similarity[right > 0])
     for min_margin in MARGINS:
-        for min_similarity in SIMILARITIES:
+        for min_similarity in similarities:
             base = allowed & (margin >= min_margin) & (similarity >= min_similarity)
             for min_confidence in candidates:
                 admitted = base & (confidence >= min_confidence)
@@ -98,6 +99,14 @@ def choose(judged: Sequence[Judged], target: float, z: float) -> tuple[Threshold
                 if wilson_lower(correct, float(weight[admitted].sum()), z) >= target:
                     best, best_rate = Thresholds(float(min_confidence), min_margin, min_similarity), correct / in_scope
     return best, best_rate
+
+
+def _similarities(right: np.ndarray) -> list[float]:
+    """0 and the lower quantiles of the right answers' similarities: a gate above their median costs too much."""
+    if not len(right):
+        return [0.0]
+    steps = np.quantile(right, np.linspace(0, 0.6, SIMILARITY_STEPS))
+    return [0.0, *sorted({round(float(v), 4) for v in steps})]
 
 
 def held_out_scores(
