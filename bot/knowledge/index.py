@@ -276,23 +276,17 @@ class KnowledgeIndex:
         if previous is not None and previous.fingerprint == fingerprint(versions):
             self._classifier = previous
             return
-        vectors, labels = await asyncio.to_thread(self._training_rows)
+        vectors, labels, _ = await asyncio.to_thread(self.training_set)
         if not labels:
             self._classifier = None
             return
-        if len(self._off_topic_vectors):
-            vectors = np.vstack([vectors, self._off_topic_vectors])
-            labels = [*labels, *[OFF_TOPIC] * len(self._off_topic_vectors)]
         self._classifier = await asyncio.to_thread(TopicClassifier.fit, vectors, labels, versions, previous)
         if self._classifier_path is not None:
             self._classifier.save(self._classifier_path)
 
-    def _training_rows(self) -> tuple[np.ndarray, list[str]]:
-        vectors, labels, _ = self.training_set(with_off_topic=False)
-        return vectors, labels
-
-    def training_set(self, with_off_topic: bool = True) -> tuple[np.ndarray, list[str], list[str]]:
-        """What the classifier learns from: vectors, their article ids and record kinds (`relaydesk tune`)."""
+    def training_set(self) -> tuple[np.ndarray, list[str], list[str]]:
+        """What the classifier learns from: vectors, their article ids and record kinds (the off-topic
+        examples after the articles' rows, when there are articles)."""
         rows: list[np.ndarray] = []
         labels: list[str] = []
         kinds: list[str] = []
@@ -308,7 +302,7 @@ class KnowledgeIndex:
             if len(batch["ids"]) < page:
                 break
             offset += page
-        if with_off_topic and rows and len(self._off_topic_vectors):
+        if rows and len(self._off_topic_vectors):
             rows.append(self._off_topic_vectors)
             labels += [OFF_TOPIC] * len(self._off_topic_vectors)
             kinds += [OFF_TOPIC] * len(self._off_topic_vectors)

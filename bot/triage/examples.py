@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from bot.prompts import PromptStore
 
 _TOPIC_KEYS = {"label", "priority", "examples"}
-ESCALATION_SLACK = 0.0  # how much farther than the nearest KB question an escalation example may be and still win
 
 
 @dataclass(frozen=True)
@@ -52,7 +51,7 @@ class Escalations(ExampleSet):
     topics: Mapping[str, EscalationTopic]
 
 
-def _examples(path: Path, where: str, value: Any, languages: Sequence[str]) -> tuple[str, ...]:
+def _examples(where: str, value: Any, languages: Sequence[str]) -> tuple[str, ...]:
     if not isinstance(value, dict):
         raise PromptError(f"{where}: expected one list of examples per language ({', '.join(languages)})")
     missing = [lang for lang in languages if lang not in value]
@@ -92,16 +91,14 @@ def load_escalations(path: Path, languages: Sequence[str] = ("en", "ru")) -> Esc
         except ValueError:
             choices = ", ".join(p.value for p in Priority)
             raise PromptError(f"{where}: priority {spec.get('priority')!r} is not one of {choices}") from None
-        examples[name] = _examples(path, where, spec.get("examples"), languages)
+        examples[name] = _examples(where, spec.get("examples"), languages)
         topics[name] = EscalationTopic(name, label.strip(), priority)
     return Escalations(examples, topics)
 
 
 def load_off_topic(path: Path, languages: Sequence[str] = ("en", "ru")) -> ExampleSet:
     """`prompts/off_topic.yaml`: theme -> examples per language."""
-    return ExampleSet(
-        {name: _examples(path, f"{path}: {name!r}", spec, languages) for name, spec in _mapping(path).items()}
-    )
+    return ExampleSet({name: _examples(f"{path}: {name!r}", spec, languages) for name, spec in _mapping(path).items()})
 
 
 @dataclass(frozen=True)
@@ -131,28 +128,18 @@ class ExampleEmbeddings:
     def __init__(self, embedder: Embedder) -> None:
         self._embedder = embedder
         self._vectors: dict[str, np.ndarray] = {}
-        self._built: dict[int, tuple[ExampleSet, ExampleMatrix]] = {}
-        self._lock = asyncio.Lock()
+        self._lock = asyncio.Lock()  # two messages at once after an edit embed the new examples once
 
     async def matrix(self, examples: ExampleSet) -> ExampleMatrix:
-        """The set's matrix; a set seen before (the same loaded object) costs a dict lookup."""
-        built = self._built.get(id(examples))
-        if built is not None and built[0] is examples:
-            return built[1]
+        """The set's matrix; only examples never embedded before cost an embedding."""
         async with self._lock:
             pairs = examples.texts()
             new = [text for _, text in pairs if text not in self._vectors]
             if new:
                 for text, vector in zip(new, await self._embedder.queries(new), strict=True):
                     self._vectors[text] = vector
-            vectors = np.stack([self._vectors[t] for _, t in pairs]) if pairs else np.zeros((0, 0), np.float32)
-            matrix = ExampleMatrix([name for name, _ in pairs], vectors.astype(np.float32))
-            self._built = {id(examples): (examples, matrix)} | {
-                k: v for k, v in self._built.items() if v[0] is not examples
-            }
-            if len(self._built) > 4:  # old versions of the files: drop them
-                self._built = dict(list(self._built.items())[-4:])
-            return matrix
+        vectors = np.stack([self._vectors[t] for _, t in pairs]) if pairs else np.zeros((0, 0), np.float32)
+        return ExampleMatrix([name for name, _ in pairs], vectors.astype(np.float32))
 
 
 class TriageExamples:
@@ -199,7 +186,7 @@ class TriageExamples:
         nearest = self._escalation_matrix.nearest(vector)
         if nearest.name is None or self._escalations is None:
             return None
-        if nearest.similarity < max(self._escalation_similarity, nearest_question - ESCALATION_SLACK):
+        if nearest.similarity < max(self._escalation_similarity, nearest_question):
             return None
         topic = self._escalations.topics[nearest.name]
         return Escalation(topic.name, topic.label, topic.priority, round(nearest.similarity, 4))
