@@ -16,9 +16,9 @@ from bot.analysis.intent import priority, wants_human
 from bot.analysis.language import detect_language
 from bot.analysis.sentiment import score_sentiment
 from bot.analysis.sentiment_model import SentimentModel
-from bot.domain import Analysis, Escalation, Match, Priority, Sentiment
-from bot.knowledge.index import OFF_TOPIC, QUESTION, TITLE, Hit, KnowledgeIndex
-from bot.retrieval import rank_topics, similarity
+from bot.domain import Analysis, Escalation, Priority, Sentiment
+from bot.knowledge.index import QUESTION, TITLE, Hit, KnowledgeIndex
+from bot.retrieval import off_topic_wins, rank_topics, similarity
 from bot.triage.entities import Slots, extract
 from bot.triage.examples import TriageExamples
 from bot.triage.smalltalk import SmallTalk, small_talk
@@ -99,7 +99,7 @@ class Analyzer:
             wants_human=human,
             matches=tuple(matches[:5]),
             similarity=near,
-            off_topic=_off_topic(probabilities, matches, near, off_topic),
+            off_topic=off_topic_wins(probabilities, matches, near, off_topic),
             escalation=escalation,
             slots=slots or Slots(),
         )
@@ -125,14 +125,3 @@ class Analyzer:
             small_talk=talk,
             slots=slots,
         )
-
-
-def _off_topic(
-    probabilities: Sequence[tuple[str, float]], matches: Sequence[Match], near: float, off_topic: float
-) -> bool:
-    """The classifier's off-topic class won, and an off-topic example is nearer than any way of asking the topic.
-
-    Both must hold (bench/README.md, triage). An operator's taught case nearer than any article outranks both."""
-    if not probabilities or probabilities[0][0] != OFF_TOPIC or (matches and matches[0].kind == "case"):
-        return False
-    return off_topic >= near

@@ -57,6 +57,17 @@ def similarity(hits: Sequence[Hit], topic: str | None) -> float:
     return max((h.similarity for h in hits if h.article_id == topic and h.kind in SIMILARITY_KINDS), default=0.0)
 
 
+def off_topic_wins(
+    probabilities: Sequence[tuple[str, float]], matches: Sequence[Match], near: float, nearest_example: float
+) -> bool:
+    """The classifier's off-topic class won, and an off-topic example (`nearest_example`) is as near as the
+    nearest way of asking the best topic (`near`). Both must hold (bench/README.md, triage); an operator's
+    taught case nearer than any article outranks both."""
+    if not probabilities or probabilities[0][0] != OFF_TOPIC or (matches and matches[0].kind == "case"):
+        return False
+    return nearest_example >= near
+
+
 def rank_neighbours(hits: Sequence[Hit]) -> tuple[list[Match], float, float]:
     """Topics by their nearest records alone: a softmax over each topic's best similarity.
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from bot.knowledge.classifier import TopicClassifier
 from bot.knowledge.index import OFF_TOPIC, QUESTION, TITLE
+from bot.retrieval import off_topic_wins, rank_topics
 
 FOLDS = 5
 SEED = 0
@@ -102,7 +103,7 @@ def choose(judged: Sequence[Judged], target: float, z: float) -> tuple[Threshold
 
 
 def _similarities(right: np.ndarray) -> list[float]:
-    """0 and the lower quantiles of the right answers' similarities: a gate above their median costs too much."""
+    """0 and the right answers' similarities up to their 60th percentile: a gate above that costs too much."""
     if not len(right):
         return [0.0]
     steps = np.quantile(right, np.linspace(0, 0.6, SIMILARITY_STEPS))
@@ -144,12 +145,10 @@ def held_out_scores(
 def _score(
     classifier: TopicClassifier, questions: dict[str, np.ndarray], off_topic: np.ndarray, vector: np.ndarray
 ) -> Scores:
-    """As the analyzer scores a message (bot.analyzer, bot.retrieval), from the classifier and the questions."""
+    """As the analyzer scores a message (bot.analyzer), from the classifier and the questions."""
     probabilities = classifier.probabilities(vector)
-    in_scope = [(a, p) for a, p in probabilities if a != OFF_TOPIC]
-    total = sum(p for _, p in in_scope) or 1.0
-    top, confidence = in_scope[0][0], in_scope[0][1] / total
-    runner_up = in_scope[1][1] / total if len(in_scope) > 1 else 0.0
+    matches, confidence, margin = rank_topics([], probabilities)
+    top = matches[0].article_id
     near = float((questions[top] @ vector).max()) if len(questions.get(top, ())) else 0.0
-    off = len(off_topic) > 0 and probabilities[0][0] == OFF_TOPIC and float((off_topic @ vector).max()) >= near
-    return Scores(confidence, confidence - runner_up, near, off)
+    nearest_example = float((off_topic @ vector).max()) if len(off_topic) else -1.0
+    return Scores(confidence, margin, near, off_topic_wins(probabilities, matches, near, nearest_example))
