@@ -117,7 +117,7 @@ class Desk:
                 hint = context.language or inbound.language_hint
                 analysis = await self._analyzer.analyse(text, hint, inbound.kind)
                 if analysis.small_talk is not None:
-                    answer = Answer(self._texts.render(analysis.small_talk.text_name, analysis.language), 1.0)
+                    answer = self._small_talk_answer(analysis)
                 elif inbound.kind == "text":
                     answer = await self._respond(text, analysis, context.history)
             try:
@@ -135,11 +135,14 @@ class Desk:
         text = clean_text(text)
         analysis = await self._analyzer.analyse(text, language_hint)
         if analysis.small_talk is not None:
-            answer = Answer(self._texts.render(analysis.small_talk.text_name, analysis.language), 1.0)
-            return Decision("small_talk", 0, analysis, answer)
+            return Decision("small_talk", 0, analysis, self._small_talk_answer(analysis))
         answer = await self._respond(text, analysis, [])
         reasons = self._policy.reasons(analysis, answer, 0)
         return Decision("handoff" if reasons else "answer", 0, analysis, answer, reasons)
+
+    def _small_talk_answer(self, analysis: Analysis) -> Answer:
+        assert analysis.small_talk is not None
+        return Answer(self._texts.render(analysis.small_talk.text_name, analysis.language), 1.0)
 
     async def _respond(self, text: str, analysis: Analysis, history: list[tuple[str, str]]) -> Answer:
         try:
