@@ -27,6 +27,7 @@ from bot.responders.offline import OfflineResponder
 from bot.storage.db import Transactions, create_engine, migrate, sessions
 from bot.texts import Texts
 from bot.triage.examples import TriageExamples
+from bot.triage.marked import MarkedMessages
 
 if TYPE_CHECKING:
     from bot.llm.judge import ReplyJudge
@@ -73,6 +74,11 @@ def build_index(settings: Settings) -> KnowledgeIndex:
     collection = open_collection(settings.knowledge, embedder.name)
     classifier = settings.knowledge.store / f"{collection.name}.classifier.npz"
     return KnowledgeIndex(collection, embedder, settings.knowledge.chunk_chars, classifier)
+
+
+def marked_messages(settings: Settings, index: KnowledgeIndex) -> MarkedMessages:
+    """The messages operators marked "always a person", in the same Chroma as the index, per embedding model."""
+    return MarkedMessages(open_collection(settings.knowledge, index.embedder.name, prefix="marked"))
 
 
 def sentiment_model(index: KnowledgeIndex) -> SentimentModel | None:
@@ -143,7 +149,8 @@ async def build_app(settings: Settings, *, ingest: bool = True) -> App:
     session_factory = sessions(engine)
     transactions = Transactions(engine)
     index = build_index(settings)
-    examples = TriageExamples(prompts, index, settings.automation.escalation_similarity)
+    marked = marked_messages(settings, index)
+    examples = TriageExamples(prompts, index, settings.automation.escalation_similarity, marked)
     if not index.embedder.semantic:
         log.warning(
             "app: the %s embedder has no notion of meaning: off-topic and escalation examples are off",
@@ -170,7 +177,9 @@ async def build_app(settings: Settings, *, ingest: bool = True) -> App:
     policy = HandoffPolicy(settings.automation)
     hours = BusinessHours(settings.business_hours)
     desk = Desk(transactions, analyzer, responder, policy, texts, outbox, channel, hours)
-    operators = OperatorActions(session_factory, texts, outbox, channel, index, build_judge(settings, prompts))
+    operators = OperatorActions(
+        session_factory, texts, outbox, channel, index, build_judge(settings, prompts), examples
+    )
     return App(
         settings, engine, session_factory, transactions, index, texts, outbox, desk, operators, report, prompts, watcher
     )

@@ -72,6 +72,13 @@ def _parser() -> argparse.ArgumentParser:
     suggest.add_argument("--write", type=Path, metavar="DIR", help="write draft articles (<lang>/<id>.md) there")
     suggest.set_defaults(handler=_suggest)
 
+    marked = kb.add_parser("marked", help='messages operators marked "always a person" (escalation examples)')
+    marked.add_argument(
+        "--forget", metavar="ID", help="remove one marked message: the bot judges messages like it again"
+    )
+    marked.add_argument("--json", action="store_true")
+    marked.set_defaults(handler=_marked)
+
     prompts = commands.add_parser("prompts", help="prompt files").add_subparsers(dest="prompts_command", required=True)
     check = prompts.add_parser("check", help="validate prompts/*.yaml (for CI); exit 1 on any problem")
     check.add_argument("path", nargs="?", type=Path, help="prompt folder (default: prompts.path)")
@@ -195,6 +202,32 @@ async def _ingest(settings: Settings, args: argparse.Namespace) -> int:
         for file, reason in report.errors:
             print(f"  skipped {file}: {reason}")
     return 1 if report.errors else 0
+
+
+async def _marked(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.app import build_index, marked_messages
+
+    index = build_index(settings)
+    try:
+        marked = marked_messages(settings, index)
+        if args.forget:
+            if not await asyncio.to_thread(marked.remove, args.forget):
+                raise _UsageError(f"no marked message {args.forget!r}; `relaydesk kb marked` lists them")
+            print(f"forgotten {args.forget}: workers stop escalating messages like it within a minute")
+            return 0
+        found = await asyncio.to_thread(marked.all)
+    finally:
+        await index.close()
+    if args.json:
+        keys = ("id", "topic", "text", "operator", "marked_at")
+        print(json.dumps([{key: getattr(m, key) for key in keys} for m in found], ensure_ascii=False))
+        return 0
+    if not found:
+        print('no marked messages: operators mark one with "Always a person" (Slack) or !escalate (chat)')
+    for m in found:
+        when = time.strftime("%Y-%m-%d %H:%M", time.gmtime(m.marked_at))
+        print(f"{m.id}  {m.topic}  {when} UTC by {m.operator or '?'}\n    {m.text}")
+    return 0
 
 
 async def _suggest(settings: Settings, args: argparse.Namespace) -> int:

@@ -1,4 +1,5 @@
-"""What operators do to a conversation: claim, reply, send or discard the draft, note, resolve, return, teach.
+"""What operators do to a conversation: claim, reply, send or discard the draft, note, resolve, return, teach,
+mark a message "always a person".
 
 Every action is one transaction that updates the state, logs an event and queues what the customer
 and the operator queue should see. Repeated clicks are harmless: each action checks the state it
@@ -29,6 +30,7 @@ from bot.texts import Texts
 
 if TYPE_CHECKING:  # only the type: without an LLM, langchain is never imported
     from bot.llm.judge import ReplyJudge
+    from bot.triage.examples import TriageExamples
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,7 @@ class OperatorActions:
         queue_channel: str,
         index: KnowledgeIndex | None = None,
         judge: ReplyJudge | None = None,
+        examples: TriageExamples | None = None,
     ) -> None:
         self._sessions = sessions
         self._texts = texts
@@ -68,6 +71,7 @@ class OperatorActions:
         self._queue_channel = queue_channel
         self._index = index
         self._judge = judge  # the LLM's scoring of replies; None: the offline scorer alone
+        self._examples = examples  # escalation examples, which "always a person" adds to
 
     async def claim(self, conversation_id: int, operator: str) -> ActionResult:
         async with self._sessions() as session, session.begin():
@@ -238,6 +242,38 @@ class OperatorActions:
             )
         return ActionResult(True, "taught: the bot may now send this reply to similar questions", conversation_id)
 
+    async def always_a_person(self, conversation_id: int, operator: str, topic: str | None = None) -> ActionResult:
+        """Messages like the conversation's handed-off question go to a person from now on, whatever the
+        knowledge base says: an escalation example taught from the queue (bot.triage.marked)."""
+        if self._examples is None or not self._examples.learns:
+            return ActionResult(
+                False, "this desk matches no messages by meaning (a hashing embedder): nothing to mark", conversation_id
+            )
+        async with self._sessions() as session:
+            found = await self._load(session, conversation_id)
+            if isinstance(found, ActionResult):
+                return found
+            handed_off = await self._handed_off(session, conversation_id)
+        if handed_off is None:
+            return ActionResult(False, "there is no handed-off customer question to mark", conversation_id)
+        question = handed_off[1]
+        try:
+            chosen = await self._examples.mark(question, operator, topic)
+        except KeyError:
+            names = ", ".join(t.name for t in self._examples.topics())
+            return ActionResult(False, f"no escalation topic {topic!r}; choose one of: {names}", conversation_id)
+        except Exception:
+            log.exception("operators: could not store the marked message")
+            return ActionResult(False, "the escalation examples could not be updated; try again", conversation_id)
+        shown = " ".join(question.split())[:120]
+        if chosen is None:
+            return ActionResult(False, f"messages like “{shown}” already go to a person", conversation_id)
+        async with self._sessions() as session, session.begin():
+            await session.run_sync(record_event, conversation_id, "marked", operator=operator, topic=chosen.name)
+        return ActionResult(
+            True, f"always a person: messages like “{shown}” now go to operators as “{chosen.label}”", conversation_id
+        )
+
     async def return_to_bot(self, conversation_id: int, operator: str) -> ActionResult:
         async with self._sessions() as session, session.begin():
             found = await self._load(session, conversation_id)
@@ -374,13 +410,23 @@ class OperatorActions:
     async def _case(
         session: AsyncSession, conversation_id: int, language: str
     ) -> tuple[tuple[str, str, str, str], int | None] | None:
-        """The last handed-off question and the operator's last answer to it: a case to learn from.
+        """The last handed-off question (`_handed_off`) and the operator's last answer to it: a case to learn from.
+        Returns `(case_id, question, answer, language)` and the id of the operator's message.
+        """
+        handed_off = await OperatorActions._handed_off(session, conversation_id)
+        reply = await _last_message(session, conversation_id, Author.OPERATOR)
+        if handed_off is None or reply is None:
+            return None
+        handoff, question = handed_off
+        return (str(handoff.id), question, reply.text, language), reply.id
+
+    @staticmethod
+    async def _handed_off(session: AsyncSession, conversation_id: int) -> tuple[Handoff, str] | None:
+        """The conversation's last handoff and the question behind it.
 
         When the handed-off message only asks for a person ("/human" from the Talk to a person button, "I want
         to talk to a person"), the question is the customer's last real message before it since the
-        conversation's previous resolution; with none, there is nothing to learn.
-        Returns `(case_id, question, answer, language)` and the id of the operator's message.
-        """
+        conversation's previous resolution; with none, there is no question."""
         handoff = (
             (
                 await session.execute(
@@ -393,15 +439,12 @@ class OperatorActions:
             .scalars()
             .first()
         )
-        reply = await _last_message(session, conversation_id, Author.OPERATOR)
-        if handoff is None or reply is None or not handoff.question:
+        if handoff is None or not handoff.question:
             return None
         question: str | None = handoff.question
         if only_asks_for_a_person(handoff.question):
             question = await OperatorActions._asked_before(session, handoff)
-        if question is None:
-            return None
-        return (str(handoff.id), question, reply.text, language), reply.id
+        return (handoff, question) if question else None
 
     @staticmethod
     async def _asked_before(session: AsyncSession, handoff: Handoff) -> str | None:

@@ -27,7 +27,9 @@ CHAT_ID = "local"
 HELP = """Customer: type a message. /helped  /nothelped  /csat 1-5  /human  /quit
 Operator: !send (the draft)  !edit TEXT (send your version)  !reply TEXT  !note TEXT
           !claim  !resolve  !bot (return to bot)  !discard (the draft)
-          !teach (let the bot send your last answer to similar questions)  !help"""
+          !teach (let the bot send your last answer to similar questions)
+          !escalate [TOPIC] (always a person for messages like the handed-off one; !escalate ? lists topics)
+          !help"""
 
 
 class ConsoleCustomer:
@@ -153,6 +155,7 @@ class ConsoleChat:
             "resolve": lambda: ops.resolve(cid, me),
             "bot": lambda: ops.return_to_bot(cid, me),
             "teach": lambda: ops.teach(cid, me),
+            "escalate": lambda: ops.always_a_person(cid, me, text.strip() or None),
         }
         if verb not in actions:
             return ActionResult(False, f"unknown command !{verb}; try !help" if verb != "help" else HELP)

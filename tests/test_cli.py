@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from bot.cli import main
@@ -168,3 +169,25 @@ def test_a_bad_config_exits_nonzero_without_a_traceback(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "automation.min_confidence: got 'lots'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_kb_marked_lists_and_forgets_messages_operators_marked(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bot.app import build_index, marked_messages
+    from bot.config import load_settings
+
+    settings = load_settings(str(config))
+    marked = marked_messages(settings, build_index(settings))
+    assert marked.add("marked", "Do you sell gift cards?", "olga", np.full(settings.embeddings.dimensions, 0.1))
+    assert main(["kb", "marked"]) == 0
+    listed = capsys.readouterr().out
+    assert "Do you sell gift cards?" in listed and "by olga" in listed
+    assert main(["kb", "marked", "--json"]) == 0
+    [row] = json.loads(capsys.readouterr().out)
+    assert row["topic"] == "marked" and row["text"] == "Do you sell gift cards?"
+    assert main(["kb", "marked", "--forget", row["id"]]) == 0
+    assert main(["kb", "marked", "--forget", row["id"]]) == 2
+    assert "no marked message" in capsys.readouterr().err
+    assert main(["kb", "marked", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []

@@ -20,6 +20,7 @@ from sqlmodel import select
 
 from bot.app import App, build_app
 from bot.domain import Attachment, Author, Inbound
+from bot.embeddings import cpu_has_avx2
 from bot.storage.models import Conversation, Delivery, Message
 from connectors.slack import cards
 from tests.conftest import REPO, Recorder, make_settings
@@ -68,8 +69,11 @@ class World:
         return [e["text"] for e in self.slack.ephemerals if e["user"] == user]
 
 
-async def make_world(tmp: Path, slack: FakeSlack, **slack_settings: object) -> tuple[World, SlackSide]:
+async def make_world(
+    tmp: Path, slack: FakeSlack, embeddings: str = "hashing", **slack_settings: object
+) -> tuple[World, SlackSide]:
     settings = make_settings(tmp)
+    settings.embeddings.provider = embeddings
     settings.automation.mode = "suggest"  # every answer goes through an operator: there is always a draft
     settings.slack.bot_token = slack.token
     for key, value in slack_settings.items():
@@ -104,7 +108,7 @@ async def test_a_handoff_opens_one_thread_with_the_card_and_the_draft(world: Wor
         assert expected in card
     assert "How do I return an item?" in card  # the last messages
     assert "Waiting for an operator" in card
-    assert set(root.buttons()) == {cards.CLAIM, cards.RESOLVE, cards.RETURN}
+    assert set(root.buttons()) == {cards.CLAIM, cards.RESOLVE, cards.RETURN, cards.ALWAYS_A_PERSON}
     draft = world.draft()
     assert draft.thread_ts == root.ts
     assert "30 days" in draft.all_text() and "Sources: returns-policy" in draft.all_text()
@@ -246,7 +250,11 @@ async def test_claim_then_resolve_asks_the_customer_for_csat_and_closes_the_card
     root = await handed_off(world)
     stale = Posted(root.channel, root.ts, root.text, list(root.blocks))
     await world.press(root, cards.CLAIM)
-    assert "Claimed by Maria" in root.all_text() and set(root.buttons()) == {cards.RESOLVE, cards.RETURN}
+    assert "Claimed by Maria" in root.all_text() and set(root.buttons()) == {
+        cards.RESOLVE,
+        cards.RETURN,
+        cards.ALWAYS_A_PERSON,
+    }
     await world.press(stale, cards.CLAIM, IVAN)  # a stale card: Ivan tries to take it too
     assert any("already claimed by Maria" in t for t in world.told(IVAN))
     await world.reply("Done, refund sent")
@@ -274,6 +282,38 @@ async def test_teach_the_bot_makes_the_operators_reply_an_answer_the_bot_may_sen
     assert hits[0].kind == "case" and hits[0].reusable
     await world.press(root, cards.TEACH)  # a second press changes nothing and says so
     assert any("already knows this answer" in t for t in world.told(MARIA))
+
+
+async def test_always_a_person_sends_questions_like_the_marked_one_to_operators(
+    tmp_path: Path, slack: FakeSlack
+) -> None:
+    if not cpu_has_avx2():
+        pytest.skip("the local model needs AVX2")
+    world, side = await make_world(tmp_path, slack, embeddings="local")
+    try:
+        similar = "Can I buy a gift card in your shop?"
+        before = await world.app.desk.preview(similar)
+        assert before.analysis is not None and before.analysis.escalation is None
+        await world.customer_says("Do you sell gift cards?")
+        root = world.root()
+        await world.press(root, cards.ALWAYS_A_PERSON, EVE)  # members only
+        assert any("Only members of the support queue" in t for t in world.told(EVE))
+        await world.press(root, cards.ALWAYS_A_PERSON)
+        assert any(t.startswith("🙋 Always a person: messages like") for t in world.told(MARIA)), world.told(MARIA)
+        await world.press(root, cards.ALWAYS_A_PERSON)  # a second press changes nothing and says so
+        assert any("already go to a person" in t for t in world.told(MARIA))
+        after = await world.app.desk.preview(similar)
+        assert after.analysis is not None and after.analysis.escalation is not None
+        assert after.analysis.escalation.label == "Marked by an operator: always a person"
+    finally:
+        await side.stop()
+        await world.app.close()
+
+
+async def test_without_a_notion_of_meaning_nothing_can_be_marked(world: World) -> None:
+    root = await handed_off(world)
+    await world.press(root, cards.ALWAYS_A_PERSON)
+    assert any("Nothing done: this desk matches no messages by meaning" in t for t in world.told(MARIA))
 
 
 async def test_return_to_bot_gives_the_conversation_back(world: World) -> None:

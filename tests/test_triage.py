@@ -3,17 +3,22 @@ topics and off-topic messages handed to a person with the right reason, and tuni
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from sqlmodel import select
 
 from bot.app import App
+from bot.config import KnowledgeSettings
 from bot.domain import Analysis, Answer, Decision, Inbound, Priority, Sentiment
 from bot.evaluation import Case, Outcome, Run, tune
+from bot.knowledge.index import open_collection
 from bot.storage.models import Feedback
 from bot.texts import load_texts
 from bot.triage.calibration import Judged, Scores, choose, held_out_scores, wilson_lower
 from bot.triage.entities import extract
+from bot.triage.marked import MarkedMessages
 from bot.triage.smalltalk import SmallTalk, small_talk
 from connectors.slack.cards import root_card
 from tests.conftest import REPO, Recorder
@@ -187,3 +192,19 @@ def test_the_slack_card_names_the_escalation_topic() -> None:
     text, blocks = root_card(payload)
     assert "Account takeover or fraud (never answered by the bot alone), upset customer" in text
     assert any("Account takeover or fraud" in str(block) for block in blocks)
+
+
+def test_marked_messages_are_shared_by_the_workers_of_one_chroma(tmp_path: Path) -> None:
+    collection = open_collection(KnowledgeSettings(store=tmp_path / "chroma"), "model", prefix="marked")
+    one, other = MarkedMessages(collection), MarkedMessages(collection)
+    assert other.changed() and other.all() == []
+    vector = np.full(8, 0.25, np.float32)
+    assert one.add("marked", "Do you sell gift cards?", "olga", vector)
+    assert not one.add("fraud", "do you  sell GIFT cards?", "ivan", vector)  # the same message, typed again
+    assert not other.changed()  # asked of Chroma at most every poll interval
+    assert other.changed(poll_s=0)
+    [message] = other.all()
+    assert (message.topic, message.text, message.operator) == ("marked", "Do you sell gift cards?", "olga")
+    assert not other.changed(poll_s=0)
+    assert one.remove(message.id) and not one.remove(message.id)
+    assert other.changed(poll_s=0) and other.all() == []

@@ -4,6 +4,7 @@ changes nothing of what a question means."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -14,6 +15,7 @@ from bot.analytics.report import build_report
 from bot.app import App, build_app
 from bot.domain import Inbound, Reason
 from bot.embeddings import cpu_has_avx2
+from connectors.console import ConsoleChat
 from tests.conftest import REPO, Recorder, make_settings
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -91,3 +93,29 @@ async def test_the_report_counts_handoffs_by_escalation_topic(sample_app: App) -
     report = await build_report(sample_app.sessions, sample_app.settings.analytics, since)
     assert report["escalations"].get("damage_or_injury", 0) >= 1
     assert report["handoff_reasons"].get("escalation", 0) >= 1
+
+
+async def test_an_operator_marks_a_question_always_a_person_and_questions_like_it_follow(sample_app: App) -> None:
+    out = io.StringIO()
+    chat = ConsoleChat(sample_app, out=out, operator="olga")
+    similar = "Are dogs allowed inside your pickup points?"
+    before = await sample_app.desk.preview(similar)
+    assert before.analysis is not None and before.analysis.escalation is None
+    await chat.handle("Can I bring my dog with me into the pickup point?")
+    await chat.handle("/human")
+    await chat.handle("!escalate ?")
+    await chat.handle("!escalate")
+    await chat.handle("!escalate")
+    lines = out.getvalue().splitlines()
+    assert any(
+        line.startswith("[refused] no escalation topic '?'; choose one of:") and "marked" in line for line in lines
+    )
+    assert any(line.startswith("[ok] always a person") and "bring my dog" in line for line in lines), lines
+    assert any(line.startswith("[refused] messages like") for line in lines)
+
+    after = await sample_app.desk.preview(similar)
+    assert after.action == "handoff" and Reason.ESCALATION in after.reasons
+    assert after.analysis is not None and after.analysis.escalation is not None
+    assert after.analysis.escalation.name == "marked"
+    ordinary = await sample_app.desk.preview("How do I return an item?")
+    assert ordinary.analysis is not None and ordinary.analysis.escalation is None

@@ -103,7 +103,8 @@ def article_versions(indexed: dict[str, IndexedFile]) -> dict[str, str]:
     return {article: hashlib.sha256(repr(sorted(of)).encode()).hexdigest()[:16] for article, of in held.items()}
 
 
-def open_collection(settings: KnowledgeSettings, embedder_name: str) -> Any:
+def open_collection(settings: KnowledgeSettings, embedder_name: str, prefix: str = "kb") -> Any:
+    """The collection `prefix`-`embedder_name` of the configured Chroma (embedded or server)."""
     if settings.chroma_url:
         from urllib.parse import urlparse
 
@@ -117,7 +118,7 @@ def open_collection(settings: KnowledgeSettings, embedder_name: str) -> Any:
             path=str(settings.store), settings=chromadb.Settings(anonymized_telemetry=False)
         )
     # Chroma wants 3-512 of [A-Za-z0-9._-], starting and ending with a letter or digit.
-    name = ("kb-" + re.sub(r"[^A-Za-z0-9._-]+", "-", embedder_name))[:63].rstrip("-._")
+    name = (f"{prefix}-" + re.sub(r"[^A-Za-z0-9._-]+", "-", embedder_name))[:63].rstrip("-._")
     return client.get_or_create_collection(name, embedding_function=None, metadata={"hnsw:space": "cosine"})
 
 

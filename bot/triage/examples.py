@@ -21,6 +21,8 @@ import numpy as np
 from bot.domain import Escalation, Priority
 from bot.embeddings import Embedder
 from bot.texts import PromptError, read_yaml
+from bot.triage.entities import extract
+from bot.triage.marked import MARKED_LABEL, MARKED_PRIORITY, MARKED_TOPIC, MarkedMessage, MarkedMessages
 
 if TYPE_CHECKING:
     from bot.knowledge.index import KnowledgeIndex
@@ -44,6 +46,9 @@ class EscalationTopic:
     name: str
     label: str
     priority: Priority
+
+
+_MARKED = EscalationTopic(MARKED_TOPIC, MARKED_LABEL, MARKED_PRIORITY)
 
 
 @dataclass(frozen=True)
@@ -111,15 +116,15 @@ class ExampleMatrix:
     """An example set's vectors, for the nearest example to a message."""
 
     def __init__(self, names: list[str], vectors: np.ndarray) -> None:
-        self._names = names
+        self.names = names
         self.vectors = vectors
 
     def nearest(self, vector: np.ndarray) -> Nearest:
-        if not self._names:
+        if not self.names:
             return Nearest(None, 0.0)
         similarities = self.vectors @ np.asarray(vector, np.float32)
         best = int(np.argmax(similarities))
-        return Nearest(self._names[best], float(similarities[best]))
+        return Nearest(self.names[best], float(similarities[best]))
 
 
 class ExampleEmbeddings:
@@ -146,17 +151,27 @@ class TriageExamples:
     """The live escalation topics and off-topic examples of a deployment, embedded.
 
     Off-topic examples become the topic classifier's off-topic class (an edit re-trains that class
-    alone); escalation topics are matched by the nearest example. `refresh()` picks up edits of the
-    prompt files; the first call happens before the knowledge base is indexed, so the classifier is
-    trained once with its off-topic class."""
+    alone); escalation topics are matched by the nearest example, the messages operators marked "always
+    a person" (bot.triage.marked) among them. `refresh()` picks up edits of the prompt files and marks
+    made by other workers; the first call happens before the knowledge base is indexed, so the classifier
+    is trained once with its off-topic class."""
 
-    def __init__(self, prompts: PromptStore, index: KnowledgeIndex, escalation_similarity: float = 1.0) -> None:
+    def __init__(
+        self,
+        prompts: PromptStore,
+        index: KnowledgeIndex,
+        escalation_similarity: float = 1.0,
+        marked: MarkedMessages | None = None,
+    ) -> None:
         self._prompts = prompts
         self._index = index
         self._escalation_similarity = escalation_similarity
         self._embeddings = ExampleEmbeddings(index.embedder)
         self._escalations: Escalations | None = None
         self._escalation_matrix = ExampleMatrix([], np.zeros((0, 0), np.float32))
+        self._marked = marked
+        self._marked_messages: list[MarkedMessage] = []
+        self._written_matrix = ExampleMatrix([], np.zeros((0, 0), np.float32))  # the YAML's examples alone
         self._off_topic: ExampleSet | None = None
         self._off_topic_matrix = ExampleMatrix([], np.zeros((0, 0), np.float32))
 
@@ -165,15 +180,60 @@ class TriageExamples:
         if not self._index.embedder.semantic:
             return  # word hashing has no notion of meaning: nothing would be matched by it
         escalations, off_topic = self._prompts.escalations, self._prompts.off_topic
-        if escalations is not self._escalations:
-            self._escalation_matrix = await self._embeddings.matrix(escalations)
+        written = escalations is not self._escalations
+        if written:
+            self._written_matrix = await self._embeddings.matrix(escalations)
             self._escalations = escalations
+        marked = self._marked is not None and await asyncio.to_thread(self._marked.changed)
+        if marked:
+            assert self._marked is not None
+            self._marked_messages = await asyncio.to_thread(self._marked.all)
+        if written or marked:
+            self._join_marked()
         if off_topic is not self._off_topic:
             matrix = self._off_topic_matrix = await self._embeddings.matrix(off_topic)
             self._off_topic = off_topic
             version = hashlib.sha256(repr(sorted(off_topic.texts())).encode()).hexdigest()[:16]
             if self._index.use_off_topic(matrix.vectors, version) and train:
                 await self._index.prepare_classifier()
+
+    def _join_marked(self) -> None:
+        """The escalation matrix: the YAML's examples, then the marked messages."""
+        written, marked = self._written_matrix, self._marked_messages
+        if not marked:
+            self._escalation_matrix = written
+            return
+        vectors = [written.vectors] if written.vectors.size else []
+        vectors.append(np.stack([m.vector for m in marked]))
+        names = [*written.names, *(m.topic for m in marked)]
+        self._escalation_matrix = ExampleMatrix(names, np.vstack(vectors).astype(np.float32))
+
+    @property
+    def learns(self) -> bool:
+        """Whether operators can mark messages: a store for the marks and an encoder with a notion of meaning."""
+        return self._marked is not None and self._index.embedder.semantic
+
+    def topics(self) -> list[EscalationTopic]:
+        """The topics a message can be marked with: the YAML's, then the operators' own."""
+        written = list(self._escalations.topics.values()) if self._escalations is not None else []
+        return [*written, *([] if MARKED_TOPIC in {t.name for t in written} else [_MARKED])]
+
+    async def mark(self, text: str, operator: str, topic: str | None = None) -> EscalationTopic | None:
+        """Messages like `text` go to a person from now on, as `topic` (default: marked by an operator).
+
+        Returns the topic, or None when the message was marked before. Raises KeyError for a topic the
+        escalation file does not name; only when `learns`."""
+        assert self._marked is not None and self.learns
+        chosen = next((t for t in self.topics() if t.name == (topic or MARKED_TOPIC)), None)
+        if chosen is None:
+            raise KeyError(topic)
+        masked, _ = extract(text)  # embedded as the analyzer embeds a message
+        vector = (await self._index.embedder.queries([masked or text]))[0]
+        if not await asyncio.to_thread(self._marked.add, chosen.name, text, operator, vector):
+            return None
+        self._marked_messages = await asyncio.to_thread(self._marked.all)
+        self._join_marked()
+        return chosen
 
     def off_topic(self, vector: np.ndarray) -> float:
         """The similarity of the nearest off-topic example."""
@@ -188,5 +248,5 @@ class TriageExamples:
             return None
         if nearest.similarity < max(self._escalation_similarity, nearest_question):
             return None
-        topic = self._escalations.topics[nearest.name]
+        topic = self._escalations.topics.get(nearest.name, _MARKED)  # a marked message's topic may be gone
         return Escalation(topic.name, topic.label, topic.priority, round(nearest.similarity, 4))

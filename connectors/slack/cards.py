@@ -15,7 +15,7 @@ from connectors.slack.text import clip, escape, quote
 Blocks = list[dict[str, Any]]
 
 CLAIM, RESOLVE, RETURN = "relaydesk_claim", "relaydesk_resolve", "relaydesk_return"
-TEACH = "relaydesk_teach"
+TEACH, ALWAYS_A_PERSON = "relaydesk_teach", "relaydesk_always_a_person"
 SEND, EDIT, DISCARD = "relaydesk_send", "relaydesk_edit", "relaydesk_discard"
 EDIT_VIEW = "relaydesk_edit_draft"
 EDIT_BLOCK, EDIT_INPUT = "draft", "text"
@@ -119,6 +119,8 @@ def root_card(payload: dict[str, Any], state: CardState | None = None) -> tuple[
         buttons += [
             _button("Resolve", RESOLVE, conversation_id),
             _button("Return to bot", RETURN, conversation_id, "danger"),
+            # The bot must never answer messages like this one alone: an escalation example from now on.
+            _button("Always a person", ALWAYS_A_PERSON, conversation_id),
         ]
     if state.state == "resolved" and state.first_response_s is not None:
         # An operator answered: their reply may become an answer the bot sends on its own.

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 SEEN_EVENTS = 5000
 REFUSED = "Only members of the support queue can act on customer conversations — nothing was sent."
 REPLY_SUBTYPES = frozenset({None, "file_share", "thread_broadcast"})
+_LEARNED = {cards.TEACH: "🎓", cards.ALWAYS_A_PERSON: "🙋"}  # buttons that teach the bot and leave the card as is
 
 
 class SlackHandlers:
@@ -70,6 +71,7 @@ class SlackHandlers:
             cards.RESOLVE: self._actions.resolve,
             cards.RETURN: self._actions.return_to_bot,
             cards.TEACH: self._actions.teach,
+            cards.ALWAYS_A_PERSON: self._actions.always_a_person,
         }
 
     def register(self, app: AsyncApp) -> None:
@@ -296,8 +298,9 @@ class SlackHandlers:
             result = await self._conversation_buttons[action_id](conversation_id, operator)
             if result.ok and action_id == cards.CLAIM and before is not None:
                 await self._announce(before, operator)
-            if result.ok and action_id == cards.TEACH:  # nothing changes on the card: say it worked
-                await self._tell(channel, user, f"🎓 {result.message[:1].upper()}{result.message[1:]}.", thread_ts)
+            if result.ok and action_id in _LEARNED:  # nothing changes on the card: say it worked
+                message = f"{_LEARNED[action_id]} {result.message[:1].upper()}{result.message[1:]}."
+                await self._tell(channel, user, message, thread_ts)
         elif action_id == cards.SEND:
             result, sent = await self._send_draft(int(value), operator, None)
             if result.ok:
