@@ -75,6 +75,22 @@ def make_settings(tmp: Path, database_url: str | None = None) -> Settings:
     return settings
 
 
+@pytest.fixture(scope="session")
+def shipped_kb_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One Chroma store for the shipped knowledge/ on the bundled model: embedded by the first test that
+    builds an app on it; later apps only check file hashes and load the saved classifier."""
+    return tmp_path_factory.mktemp("shipped-kb") / "chroma"
+
+
+def on_shipped_kb(settings: Settings, store: Path) -> Settings:
+    """`settings` on the shipped help centre and the bundled multilingual model."""
+    settings.embeddings.provider = "local"
+    settings.knowledge.path = REPO / "knowledge"
+    settings.knowledge.store = store
+    settings.automation.min_confidence = 0.35
+    return settings
+
+
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
     return make_settings(tmp_path)

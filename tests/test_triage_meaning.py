@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -16,7 +17,7 @@ from bot.app import App, build_app
 from bot.domain import Inbound, Reason
 from bot.embeddings import cpu_has_avx2
 from connectors.console import ConsoleChat
-from tests.conftest import REPO, Recorder, make_settings
+from tests.conftest import Recorder, make_settings, on_shipped_kb
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -26,15 +27,11 @@ def said(text: str, chat: str) -> Inbound:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def sample_app(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[App]:
+async def sample_app(tmp_path_factory: pytest.TempPathFactory, shipped_kb_store: Path) -> AsyncIterator[App]:
     """The shipped help centre on the bundled model, built once for this module."""
     if not cpu_has_avx2():
         pytest.skip("the local model needs AVX2")
-    settings = make_settings(tmp_path_factory.mktemp("sample"))
-    settings.embeddings.provider = "local"
-    settings.knowledge.path = REPO / "knowledge"
-    settings.automation.min_confidence = 0.35
-    built = await build_app(settings)
+    built = await build_app(on_shipped_kb(make_settings(tmp_path_factory.mktemp("sample")), shipped_kb_store))
     yield built
     await built.close()
 
