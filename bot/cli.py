@@ -194,6 +194,8 @@ async def _ingest(settings: Settings, args: argparse.Namespace) -> int:
         )
         for file, reason in report.errors:
             print(f"  skipped {file}: {reason}")
+        for file, warning in report.warnings:
+            print(f"  warning {file}: {warning}")
     return 1 if report.errors else 0
 
 

@@ -18,6 +18,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
+from bot.yamlerrors import describe
+
 ENV_PREFIX = "RELAYDESK__"
 DEFAULT_CONFIG = "config.yaml"
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -276,7 +278,9 @@ def load_settings(path: str | Path | None = None, environ: dict[str, str] | None
         try:
             text = file.read_text(encoding="utf-8")
             loaded = _substitute(yaml.safe_load(text), env, file)
-        except (yaml.YAMLError, ValueError) as exc:  # ValueError: also a bad date such as 2026-13-01
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{file}: not valid YAML: {describe(exc)}") from None
+        except ValueError as exc:  # a bad date such as 2026-13-01
             raise ConfigError(f"{file}: not valid YAML: {exc}") from None
         except OSError as exc:
             raise ConfigError(f"{file}: cannot read the config file: {exc.strerror or exc}") from None

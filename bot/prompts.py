@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from bot.analysis.language import LANGUAGES
 from bot.hooks import Hook, notify
 from bot.llm.compensation import CompensationPolicy, load_policy
 from bot.texts import PromptError, Texts, load_texts
@@ -30,7 +31,6 @@ log = logging.getLogger(__name__)
 TEXTS, AGENT, COMPENSATION, JUDGE = "texts.yaml", "agent.yaml", "compensation.yaml", "judge.yaml"
 ESCALATION, OFF_TOPIC = "escalation.yaml", "off_topic.yaml"
 KNOWN_FILES = (TEXTS, AGENT, COMPENSATION, JUDGE, ESCALATION, OFF_TOPIC)
-LANGUAGES = ("en", "ru")
 # What the desk and the connectors render from texts.yaml, with the variables they pass.
 TEXTS_PROMPTS: dict[str, set[str]] = {
     "handoff": set(),

@@ -57,6 +57,28 @@ def test_kb_ingest_reports_bad_files_and_indexes_the_rest(
     assert "6 unchanged" in capsys.readouterr().out
 
 
+def test_kb_ingest_keeps_a_broken_articles_last_good_version_and_warns_of_unknown_keys(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["kb", "ingest"]) == 0
+    capsys.readouterr()
+    article = tmp_path / "knowledge" / "en" / "returns-policy.md"
+    good = article.read_text(encoding="utf-8")
+    article.write_text(good.replace("title: Returning an item", "title: [Returning an item"), encoding="utf-8")
+    typo = tmp_path / "knowledge" / "en" / "gift.md"
+    typo.write_text("---\nid: gift\ntitle: Gift wrapping\nlang: en\nquestons:\n  - Do you wrap?\n---\nYes.\n")
+    assert main(["kb", "ingest"]) == 1
+    out = capsys.readouterr().out
+    assert "1 added, 0 updated, 0 removed" in out
+    opened = next(n for n, line in enumerate(good.splitlines(), 1) if line.startswith("title:"))
+    assert f"skipped en/returns-policy.md: bad front matter: line {opened + 1}, column " in out  # the file's lines
+    assert f"(while parsing a flow sequence at line {opened})" in out
+    assert "its last good version still answers" in out
+    assert "warning en/gift.md: unknown key 'questons' ignored" in out
+    assert main(["ask", "How do I return an item?", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["sources"][0] == "returns-policy"
+
+
 def test_eval_reports_precision_automation_handoff_recall_and_sentiment(
     config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
