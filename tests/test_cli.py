@@ -190,3 +190,14 @@ def test_a_bad_config_exits_nonzero_without_a_traceback(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert "automation.min_confidence: got 'lots'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_an_unsupported_database_is_a_config_error_naming_the_supported_ones(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("database:\n  url: mysql://desk:s3cret@db/desk\n", encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "--config", str(path), "report"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "database.url: got 'mysql://desk:***@db/desk'" in done.stderr  # the password is not echoed
+    assert "sqlite+aiosqlite://" in done.stderr and "postgresql+asyncpg://" in done.stderr
