@@ -201,3 +201,16 @@ def test_an_unsupported_database_is_a_config_error_naming_the_supported_ones(tmp
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "database.url: got 'mysql://desk:***@db/desk'" in done.stderr  # the password is not echoed
     assert "sqlite+aiosqlite://" in done.stderr and "postgresql+asyncpg://" in done.stderr
+
+
+@pytest.mark.parametrize("command", [["ask", "How do I return an item?"], ["kb", "ingest", "--json"]])
+def test_a_reader_that_leaves_early_ends_the_command_quietly(config: Path, tmp_path: Path, command: list[str]) -> None:
+    """`relaydesk ask … | head`: the pipe is closed before anything is written."""
+    with (tmp_path / "stderr").open("w+", encoding="utf-8") as stderr:
+        done = subprocess.Popen([sys.executable, "-m", "bot", *command], stdout=subprocess.PIPE, stderr=stderr)
+        assert done.stdout is not None
+        done.stdout.close()
+        assert done.wait(timeout=120) == 141  # 128 + SIGPIPE, as a shell reports it
+        stderr.seek(0)
+        said = stderr.read()
+    assert "Traceback" not in said and "BrokenPipeError" not in said and "Exception ignored" not in said
