@@ -12,7 +12,7 @@ import yaml
 from bot.analysis.language import LANGUAGES
 from bot.yamlerrors import describe
 
-_BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: 10x faster
+_BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: faster
 _BOOL = "tag:yaml.org,2002:bool"
 
 

@@ -380,8 +380,8 @@ class KnowledgeIndex:
         return self._cached_article(article_id, tuple(languages))
 
     def _fetch_article(self, article_id: str, languages: tuple[str, ...]) -> ArticleText | None:
-        # By record id first, an indexed lookup; a metadata filter scans (~25 ms at 80,000 records), so
-        # it is only the way to another language or to an article longer than the ids asked for.
+        # By record id first, an indexed lookup; a metadata filter scans the collection (bench/README.md,
+        # "Latency"), so it is only the way to another language or to an article longer than the ids asked for.
         ids = [f"{article_id}:{lang}:{CHUNK}:{n}" for lang in languages for n in range(CHUNKS_BY_ID)]
         by_lang = _chunks_by_lang(self._collection.get(ids=ids, include=["metadatas", "documents"])) if ids else {}
         if not by_lang or any(len(parts) == CHUNKS_BY_ID for parts in by_lang.values()):
