@@ -463,6 +463,17 @@ async def test_previously_good_file_that_breaks_keeps_its_last_good_version(
     assert gone.removed == 1 and desk.records(article_id="order-tracking") == []
 
 
+async def test_an_edit_that_loses_its_id_to_a_new_file_leaves_nothing_of_the_old_version(desk: Desk) -> None:
+    await desk.index.ingest(desk.root)
+    put(desk.root, "en/a-tracking.md", article_text("order-tracking", "Parcels", ["Where is my parcel?"], "New."))
+    put(desk.root, "en/tracking.md", KB["en/tracking.md"].replace("Open My orders", "Open the app"))
+    report = await desk.index.ingest(desk.root)  # the new file comes first and takes the id
+    [(path, reason)] = report.errors
+    assert path == "en/tracking.md" and "duplicate id" in reason and "last good version" not in reason
+    assert desk.records(path="en/tracking.md") == []  # no half of the old version mixed into the new
+    assert {d for m, d in desk.records(article_id="order-tracking", kind=QUESTION)} == {"Where is my parcel?"}
+
+
 async def test_unknown_keys_and_languages_are_indexed_with_a_warning_naming_the_file_and_the_key(desk: Desk) -> None:
     put(
         desk.root, "en/typo.md", "---\nid: gift\ntitle: Gift wrap\nlang: en\nquestons:\n  - Can you wrap it?\n---\nYes."

@@ -160,11 +160,15 @@ class KnowledgeIndex:
         owners: dict[tuple[str, str], str] = {}  # (id, lang) -> path that holds it
         changed: list[tuple[str, str, Article]] = []  # (path, file hash, article)
 
+        superseded: list[str] = []  # indexed files whose id another file took over meanwhile
+
         def refuse(rel: str, reason: str) -> None:
             previous = known.get(rel)
             if previous is not None:  # the last good version keeps its id and answers until the file is fixed
-                owners.setdefault((previous.article_id, previous.lang), rel)
-                reason += "; its last good version still answers"
+                if owners.setdefault((previous.article_id, previous.lang), rel) == rel:
+                    reason += "; its last good version still answers"
+                else:
+                    superseded.append(rel)
             report.errors.append((rel, reason))
 
         for file in article_files(root):
@@ -200,7 +204,7 @@ class KnowledgeIndex:
                 report.updated += 1
             else:
                 report.added += 1
-        for rel in set(known) - seen_paths:
+        for rel in (set(known) - seen_paths) | set(superseded):
             await asyncio.to_thread(self._collection.delete, where={"path": rel})
             report.removed += 1
         report.records = await asyncio.to_thread(self._collection.count)
