@@ -159,7 +159,6 @@ class KnowledgeIndex:
         indexed_articles = {(file.article_id, file.lang) for file in known.values()}
         owners: dict[tuple[str, str], str] = {}  # (id, lang) -> path that holds it
         changed: list[tuple[str, str, Article]] = []  # (path, file hash, article)
-
         superseded: list[str] = []  # indexed files whose id another file took over meanwhile
 
         def refuse(rel: str, reason: str) -> None:
