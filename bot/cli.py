@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -25,12 +26,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(logging.DEBUG if args.verbose else logging.WARNING)
     try:
         settings = load_settings(args.config)
-        return asyncio.run(args.handler(settings, args))
+        code: int = asyncio.run(args.handler(settings, args))
+        sys.stdout.flush()  # a reader that left shows here, not in Python's last flush at exit
+        return code
     except (ConfigError, PromptError, _UsageError) as exc:
         print(f"relaydesk: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `relaydesk ask … | head`: the reader has what it wanted; stop quietly, as cat does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the flush at exit has nowhere to fail
+        return 141  # 128 + SIGPIPE: what a shell shows for a program whose pipe closed
 
 
 class _UsageError(Exception):
@@ -201,6 +207,8 @@ async def _ingest(settings: Settings, args: argparse.Namespace) -> int:
         )
         for file, reason in report.errors:
             print(f"  skipped {file}: {reason}")
+        for file, warning in report.warnings:
+            print(f"  warning {file}: {warning}")
     return 1 if report.errors else 0
 
 

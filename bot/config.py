@@ -18,9 +18,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
+from bot.yamlerrors import describe
+
 ENV_PREFIX = "RELAYDESK__"
 DEFAULT_CONFIG = "config.yaml"
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_PASSWORD = re.compile(r"(://[^/:@\s]*:)[^/@\s]*@")  # user:password@ in a URL
+DATABASE_SCHEMES = ("sqlite+aiosqlite", "postgresql+asyncpg")  # the async drivers relaydesk ships with
 _PLACEHOLDER = re.compile(r"^(changeme|change-me|replace-?me|your[-_].*|xxx+|todo|<.*>|\.\.\.)$", re.I)
 
 
@@ -108,6 +112,15 @@ class KnowledgeSettings(Section):
 
 class DatabaseSettings(Section):
     url: str = "sqlite+aiosqlite:///data/relaydesk.db"
+
+    @field_validator("url")
+    @classmethod
+    def _supported(cls, value: str) -> str:
+        scheme = value.partition("://")[0]
+        if scheme not in DATABASE_SCHEMES:
+            expected = " or ".join(f"{s}://…" for s in DATABASE_SCHEMES)
+            raise PydanticCustomError("database_url", f"a URL of a supported database: {expected}")
+        return value
 
 
 class CRMSettings(Section):
@@ -276,7 +289,9 @@ def load_settings(path: str | Path | None = None, environ: dict[str, str] | None
         try:
             text = file.read_text(encoding="utf-8")
             loaded = _substitute(yaml.safe_load(text), env, file)
-        except (yaml.YAMLError, ValueError) as exc:  # ValueError: also a bad date such as 2026-13-01
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{file}: not valid YAML: {describe(exc)}") from None
+        except ValueError as exc:  # a bad date such as 2026-13-01
             raise ConfigError(f"{file}: not valid YAML: {exc}") from None
         except OSError as exc:
             raise ConfigError(f"{file}: cannot read the config file: {exc.strerror or exc}") from None
@@ -395,7 +410,9 @@ def _describe(exc: ValidationError, file: Path, sources: dict[tuple[str, ...], s
             lines.append(f"  {key}{origin}: unknown key")
         else:
             expected = re.sub(r"^input should be\s+", "", err["msg"][:1].lower() + err["msg"][1:])
-            lines.append(f"  {key}{origin}: got {err.get('input')!r}; expected {expected}")
+            got = err.get("input")
+            got = _PASSWORD.sub(r"\1***@", got) if isinstance(got, str) else got  # never echo a password
+            lines.append(f"  {key}{origin}: got {got!r}; expected {expected}")
     return "\n".join(lines)
 
 

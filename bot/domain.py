@@ -195,22 +195,3 @@ class Decision:
     answer: Answer | None = None
     reasons: tuple[Reason, ...] = ()
     handoff_id: int | None = None
-
-
-@dataclass
-class HandoffCard:
-    """What an operator sees: who, what about, how they feel, why, and a draft."""
-
-    handoff_id: int
-    conversation_id: int
-    customer_name: str
-    channel: str
-    language: str
-    topic: str | None
-    sentiment: Sentiment
-    priority: Priority
-    reasons: list[str]
-    summary: str
-    draft: str
-    sources: list[str]
-    last_messages: list[tuple[str, str]] = field(default_factory=list)  # (author, text)

@@ -143,7 +143,7 @@ class UniversalSentenceEncoder:
             if importlib.util.find_spec("threadpoolctl") is None:  # without it `threads` is ignored
                 log.warning("embeddings: no threadpoolctl, so numpy's BLAS team runs each question (slow tails)")
             # One BLAS thread: a question is a few small matrix products, and waking a team on a busy
-            # 2-core machine cost p99 200 ms instead of 8 (bench/README.md, "Second encoder").
+            # machine costs the tail latency many times over (bench/README.md, "Second encoder").
             model = USE(threads=1)
         self._model = model
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
@@ -230,7 +230,7 @@ class OpenAIEmbedder:
 
 
 # The engine's OpenMP threads busy-wait for each other by default, which starves everything else on
-# a small busy machine (a query took 700 ms instead of 40 at load 8): they sleep instead, unless told.
+# a small busy machine (bench/README.md, "OpenMP wait policy"): they sleep instead, unless told.
 OPENMP_WAIT_POLICY = "PASSIVE"
 
 

@@ -4,6 +4,10 @@ mark a message "always a person".
 Every action is one transaction that updates the state, logs an event and queues what the customer
 and the operator queue should see. Repeated clicks are harmless: each action checks the state it
 expects and a sent draft carries a dedup key.
+
+A draft answers the question it was written for, so it lives only until that question is settled: sent,
+discarded, or expired when the conversation is resolved, returned to the bot or answered in the operator's
+own words. An expired draft is never sent (a stale one would answer a later, different question).
 """
 
 from __future__ import annotations
@@ -35,6 +39,12 @@ if TYPE_CHECKING:  # only the type: without an LLM, langchain is never imported
 log = logging.getLogger(__name__)
 
 _LOOK_BACK = 20  # customer messages searched for the question behind a bare request for a person
+_QUOTED = 80  # characters of a question or reply quoted back to the operator
+
+# Handoff.status: a draft's lifecycle (open → sent | discarded | expired).
+OPEN, SENT, DISCARDED, EXPIRED = "open", "sent", "discarded", "expired"
+# What settles a draft's question (the event that expires it), as the operator is told.
+_SETTLED_BY = {"resolved": "resolved", "returned_to_bot": "returned to the bot", "operator_reply": "answered"}
 
 
 @dataclass(frozen=True)
@@ -105,6 +115,9 @@ class OperatorActions:
                     return ActionResult(False, f"{conversation.operator} owns this conversation", conversation_id)
                 if dedup_key and await self._delivered(session, dedup_key):
                     return ActionResult(False, "already sent", conversation_id)
+                refused = await self._unsendable(session, handoff_id) if handoff_id is not None else None
+                if refused:  # checked again under the conversation's lock: resolved meanwhile, it stays unsent
+                    return ActionResult(False, refused, conversation_id)
                 # The offline score is stored with the reply; an LLM judge's replaces it after the commit.
                 quality, asked = await self._quality(session, conversation_id, text, customer.language)
                 await self._take(session, conversation, operator)
@@ -120,6 +133,7 @@ class OperatorActions:
                 await session.run_sync(
                     send_to_customer, customer, conversation_id, text, dedup_key=dedup_key, operator=operator
                 )
+                await self._expire_drafts(session, conversation_id, keep=handoff_id)
                 # The judge may score this very event later: its id is kept.
                 event_id = await session.run_sync(
                     record_event,
@@ -141,10 +155,11 @@ class OperatorActions:
         """Send the AI draft (or the operator's edit of it) once, however many times it is clicked."""
         async with self._sessions() as session:
             handoff = await session.get(Handoff, handoff_id)
+            refused = await self._unsendable(session, handoff_id)
         if handoff is None:
             return ActionResult(False, f"no handoff {handoff_id}")
-        if handoff.status != "open":
-            return ActionResult(False, f"the draft was already {handoff.status}", handoff.conversation_id)
+        if refused:
+            return ActionResult(False, refused, handoff.conversation_id)
         body = (text if text is not None else handoff.draft).strip()
         if not body:
             return ActionResult(False, "the draft is empty: reply in your own words", handoff.conversation_id)
@@ -152,15 +167,20 @@ class OperatorActions:
             handoff.conversation_id, operator, body, dedup_key=f"handoff:{handoff_id}:send", handoff_id=handoff_id
         )
         if result.ok:
-            await self._set_handoff(handoff_id, "sent", operator, edited=text is not None and text != handoff.draft)
+            await self._set_handoff(handoff_id, SENT, operator, edited=text is not None and text != handoff.draft)
         return result
+
+    async def draft_refusal(self, handoff_id: int) -> str | None:
+        """Why the draft can no longer be sent or edited, as the operator is told; None while it is open."""
+        async with self._sessions() as session:
+            return await self._unsendable(session, handoff_id)
 
     async def discard_draft(self, handoff_id: int, operator: str) -> ActionResult:
         async with self._sessions() as session, session.begin():
             handoff = await session.get(Handoff, handoff_id)
-            if handoff is None or handoff.status != "open":
+            if handoff is None or handoff.status != OPEN:
                 return ActionResult(False, "nothing to discard")
-            handoff.status = "discarded"
+            handoff.status = DISCARDED
             await session.run_sync(record_event, handoff.conversation_id, "draft_discarded", operator)
         return ActionResult(True, "draft discarded", handoff.conversation_id)
 
@@ -201,6 +221,7 @@ class OperatorActions:
                 buttons="csat",
             )
             await session.run_sync(record_event, conversation.id, "resolved", operator=operator)
+            await self._expire_drafts(session, conversation_id)
             await self._queue_state(session, conversation)
             found_case = await self._case(session, conversation_id, customer.language)
             if found_case is not None:
@@ -226,11 +247,15 @@ class OperatorActions:
             found_case = await self._case(session, conversation_id, customer.language)
             if found_case is None:
                 return ActionResult(
-                    False, "there is no operator answer to a handed-off question to teach", conversation_id
+                    False, "nothing to teach: no operator answer to the last handed-off question", conversation_id
                 )
             case, reply_id = found_case
+            _, question, answer, _ = case
+            taught = f"{_quote(answer)} to questions like {_quote(question)}"
             if await self._taught(session, conversation_id, case, reply_id):
-                return ActionResult(False, "the bot already knows this answer", conversation_id)
+                return ActionResult(
+                    False, f"nothing new to teach: the bot already knows this answer ({taught})", conversation_id
+                )
             # Stored before the event commits: a failed write leaves nothing claiming it was taught.
             try:
                 await self._index.add_case(*case, reusable=True)
@@ -240,7 +265,7 @@ class OperatorActions:
             await session.run_sync(
                 record_event, conversation.id, "taught", operator=operator, case=case[0], message_id=reply_id
             )
-        return ActionResult(True, "taught: the bot may now send this reply to similar questions", conversation_id)
+        return ActionResult(True, f"taught: the bot may now send {taught}", conversation_id)
 
     async def always_a_person(self, conversation_id: int, operator: str, topic: str | None = None) -> ActionResult:
         """Messages like the conversation's handed-off question go to a person from now on, whatever the
@@ -289,6 +314,7 @@ class OperatorActions:
                 send_to_customer, customer, conversation.id, self._texts.render("returned_to_bot", customer.language)
             )
             await session.run_sync(record_event, conversation.id, "returned_to_bot", operator=operator)
+            await self._expire_drafts(session, conversation_id)
             await self._queue_state(session, conversation)
         return self._done("returned to the bot", conversation_id)
 
@@ -306,6 +332,7 @@ class OperatorActions:
                 conversation.state = State.RESOLVED  # solved by the bot alone
                 conversation.resolved_at = utcnow()
                 await session.run_sync(record_event, conversation.id, "resolved", by="bot")
+                await self._expire_drafts(session, conversation_id)
         return ActionResult(True, "thank you", conversation_id)
 
     # -- helpers ----------------------------------------------------------------------------------
@@ -392,6 +419,35 @@ class OperatorActions:
         return quality
 
     @staticmethod
+    async def _expire_drafts(session: AsyncSession, conversation_id: int, keep: int | None = None) -> None:
+        """The conversation's open drafts (but `keep`, the one being sent) die: their question is settled."""
+        drafts = await session.execute(
+            select(Handoff).where(Handoff.conversation_id == conversation_id).where(Handoff.status == OPEN)
+        )
+        for handoff in drafts.scalars():
+            if handoff.id != keep:
+                handoff.status = EXPIRED
+
+    @staticmethod
+    async def _unsendable(session: AsyncSession, handoff_id: int) -> str | None:
+        """Why the draft can no longer be sent, as the operator is told; None while it is open."""
+        handoff = await session.get(Handoff, handoff_id)
+        if handoff is None or handoff.status == OPEN:
+            return None
+        if handoff.status != EXPIRED:
+            return f"the draft was already {handoff.status}"
+        settled = await session.execute(  # the first event after the draft that settled its question
+            select(Event.type)
+            .where(Event.conversation_id == handoff.conversation_id)
+            .where(col(Event.type).in_(_SETTLED_BY))
+            .where(col(Event.created_at) >= handoff.created_at)
+            .order_by(col(Event.id))
+            .limit(1)
+        )
+        why = _SETTLED_BY.get(settled.scalar() or "", "settled")
+        return f"the draft expired when the conversation was {why}: reply in your own words if needed"
+
+    @staticmethod
     async def _delivered(session: AsyncSession, dedup_key: str) -> bool:
         found = await session.execute(select(Delivery.id).where(Delivery.dedup_key == dedup_key))
         return found.first() is not None
@@ -410,13 +466,13 @@ class OperatorActions:
     async def _case(
         session: AsyncSession, conversation_id: int, language: str
     ) -> tuple[tuple[str, str, str, str], int | None] | None:
-        """The last handed-off question (`_handed_off`) and the operator's last answer to it: a case to learn from.
-        Returns `(case_id, question, answer, language)` and the id of the operator's message.
+        """The last handed-off question (`_handed_off`) and the operator's last answer to it (given after it): a
+        case to learn from. Returns `(case_id, question, answer, language)` and the id of the operator's message.
         """
         handed_off = await OperatorActions._handed_off(session, conversation_id)
         reply = await _last_message(session, conversation_id, Author.OPERATOR)
-        if handed_off is None or reply is None:
-            return None
+        if handed_off is None or reply is None or reply.created_at < handed_off[0].created_at:
+            return None  # an answer written before the question was handed off does not answer it
         handoff, question = handed_off
         return (str(handoff.id), question, reply.text, language), reply.id
 
@@ -491,6 +547,12 @@ class OperatorActions:
     def _done(self, message: str, conversation_id: int, quality: dict[str, Any] | None = None) -> ActionResult:
         self._outbox.wake()
         return ActionResult(True, message, conversation_id, quality)
+
+
+def _quote(text: str) -> str:
+    """A question or reply as the operator is shown it: one line, quoted, cut to `_QUOTED` characters."""
+    line = " ".join(text.split())
+    return f"“{line if len(line) <= _QUOTED else line[: _QUOTED - 1].rstrip() + '…'}”"
 
 
 async def _last_message(session: AsyncSession, conversation_id: int, author: Author) -> Message | None:

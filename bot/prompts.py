@@ -19,17 +19,43 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from bot.analysis.language import LANGUAGES
 from bot.hooks import Hook, notify
 from bot.llm.compensation import CompensationPolicy, load_policy
 from bot.texts import PromptError, Texts, load_texts
 from bot.triage.examples import Escalations, ExampleSet, load_escalations, load_off_topic
+from bot.triage.smalltalk import SmallTalk
 
 log = logging.getLogger(__name__)
 
 TEXTS, AGENT, COMPENSATION, JUDGE = "texts.yaml", "agent.yaml", "compensation.yaml", "judge.yaml"
 ESCALATION, OFF_TOPIC = "escalation.yaml", "off_topic.yaml"
 KNOWN_FILES = (TEXTS, AGENT, COMPENSATION, JUDGE, ESCALATION, OFF_TOPIC)
-LANGUAGES = ("en", "ru")
+# What the desk and the connectors render from texts.yaml, with the variables they pass.
+TEXTS_PROMPTS: dict[str, set[str]] = {
+    "handoff": set(),
+    "not_text": {"kind"},
+    "handoff_offline": {"time", "day", "zone", "utc_offset"},
+    "offline_today": set(),
+    "offline_tomorrow": set(),
+    "offline_weekdays": set(),
+    "operator_joined": {"operator"},
+    "operator_correction": {"text"},
+    "resolved": set(),
+    "returned_to_bot": set(),
+    "greeting": {"name"},
+    "help": set(),
+    "rate_limited": set(),
+    "unsupported": {"kind"},
+    "button_helped": set(),
+    "button_human": set(),
+    "csat_question": set(),
+    "feedback_thanks": set(),
+    "csat_thanks": set(),
+    "human_requested": set(),
+    "stale_button": set(),
+    **{talk.text_name: set() for talk in SmallTalk},
+}
 # What the code renders from agent.yaml, with the variables it passes: a file that lacks one is refused.
 AGENT_PROMPTS: dict[str, set[str]] = {
     "persona": {"company"},
@@ -75,10 +101,9 @@ def _load(path: Path) -> Loaded:
     if path.name == OFF_TOPIC:
         return load_off_topic(path, LANGUAGES)
     texts = load_texts(path, LANGUAGES)
-    if path.name == AGENT:
-        _require(path, texts, AGENT_PROMPTS)
-    elif path.name == JUDGE:
-        _require(path, texts, JUDGE_PROMPTS)
+    required = {TEXTS: TEXTS_PROMPTS, AGENT: AGENT_PROMPTS, JUDGE: JUDGE_PROMPTS}.get(path.name)
+    if required:
+        _require(path, texts, required)
     return texts
 
 

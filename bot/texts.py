@@ -10,6 +10,8 @@ from typing import Any
 
 import yaml
 
+from bot.yamlerrors import describe
+
 _FIELD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -34,8 +36,10 @@ def read_yaml(path: Path) -> Any:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise PromptError(f"{path}: file not found") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise PromptError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+    except yaml.YAMLError as exc:
+        raise PromptError(f"{path}: not valid YAML: {describe(exc)}") from None
+    except UnicodeDecodeError as exc:
+        raise PromptError(f"{path}: not UTF-8 text (byte {exc.start}); save the file as UTF-8") from None
 
 
 def load_texts(path: Path, languages: tuple[str, ...] = ("en", "ru")) -> Texts:

@@ -141,10 +141,10 @@ class ConsoleChat:
         if conversation is None or conversation.id is None:
             return ActionResult(False, "no conversation yet")
         ops, cid, me = self._app.operators, conversation.id, self._operator
-        handoff = await self._open_handoff(cid)
+        handoff = await self._latest_handoff(cid)
         if verb in ("send", "edit", "discard"):
             if handoff is None or handoff.id is None:
-                return ActionResult(False, "no open draft")
+                return ActionResult(False, "no draft yet")
             if verb == "discard":
                 return await ops.discard_draft(handoff.id, me)
             return await ops.send_draft(handoff.id, me, text if verb == "edit" else None)
@@ -182,12 +182,12 @@ class ConsoleChat:
         async with self._app.sessions() as session:
             return (await session.execute(LATEST_CONVERSATION, {"channel": CHANNEL, "chat_id": CHAT_ID})).first()
 
-    async def _open_handoff(self, conversation_id: int) -> Handoff | None:
+    async def _latest_handoff(self, conversation_id: int) -> Handoff | None:
+        """The conversation's newest draft, whatever became of it: a used one is refused with the reason."""
         async with self._app.sessions() as session:
             query = (
                 select(Handoff)
                 .where(Handoff.conversation_id == conversation_id)
-                .where(Handoff.status == "open")
                 .order_by(col(Handoff.id).desc())
                 .limit(1)
             )

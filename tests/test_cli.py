@@ -58,6 +58,28 @@ def test_kb_ingest_reports_bad_files_and_indexes_the_rest(
     assert "6 unchanged" in capsys.readouterr().out
 
 
+def test_kb_ingest_keeps_a_broken_articles_last_good_version_and_warns_of_unknown_keys(
+    config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["kb", "ingest"]) == 0
+    capsys.readouterr()
+    article = tmp_path / "knowledge" / "en" / "returns-policy.md"
+    good = article.read_text(encoding="utf-8")
+    article.write_text(good.replace("title: Returning an item", "title: [Returning an item"), encoding="utf-8")
+    typo = tmp_path / "knowledge" / "en" / "gift.md"
+    typo.write_text("---\nid: gift\ntitle: Gift wrapping\nlang: en\nquestons:\n  - Do you wrap?\n---\nYes.\n")
+    assert main(["kb", "ingest"]) == 1
+    out = capsys.readouterr().out
+    assert "1 added, 0 updated, 0 removed" in out
+    opened = next(n for n, line in enumerate(good.splitlines(), 1) if line.startswith("title:"))
+    assert f"skipped en/returns-policy.md: bad front matter: line {opened + 1}, column " in out  # the file's lines
+    assert f"(while parsing a flow sequence at line {opened})" in out
+    assert "its last good version still answers" in out
+    assert "warning en/gift.md: unknown key 'questons' ignored" in out
+    assert main(["ask", "How do I return an item?", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["sources"][0] == "returns-policy"
+
+
 def test_eval_reports_precision_automation_handoff_recall_and_sentiment(
     config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -191,3 +213,27 @@ def test_kb_marked_lists_and_forgets_messages_operators_marked(
     assert "no marked message" in capsys.readouterr().err
     assert main(["kb", "marked", "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == []
+
+
+def test_an_unsupported_database_is_a_config_error_naming_the_supported_ones(tmp_path: Path) -> None:
+    path = tmp_path / "config.yaml"
+    path.write_text("database:\n  url: mysql://desk:s3cret@db/desk\n", encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "--config", str(path), "report"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "database.url: got 'mysql://desk:***@db/desk'" in done.stderr  # the password is not echoed
+    assert "sqlite+aiosqlite://" in done.stderr and "postgresql+asyncpg://" in done.stderr
+
+
+@pytest.mark.parametrize("command", [["ask", "How do I return an item?"], ["kb", "ingest", "--json"]])
+def test_a_reader_that_leaves_early_ends_the_command_quietly(config: Path, tmp_path: Path, command: list[str]) -> None:
+    """`relaydesk ask … | head`: the pipe is closed before anything is written."""
+    with (tmp_path / "stderr").open("w+", encoding="utf-8") as stderr:
+        done = subprocess.Popen([sys.executable, "-m", "bot", *command], stdout=subprocess.PIPE, stderr=stderr)
+        assert done.stdout is not None
+        done.stdout.close()
+        assert done.wait(timeout=120) == 141  # 128 + SIGPIPE, as a shell reports it
+        stderr.seek(0)
+        said = stderr.read()
+    assert "Traceback" not in said and "BrokenPipeError" not in said and "Exception ignored" not in said

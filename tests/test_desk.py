@@ -342,3 +342,54 @@ async def test_the_terminal_chat_teaches_with_an_operator_command(app: App) -> N
     assert "[refused] no conversation yet" in lines
     assert any(line.startswith("[ok] taught") for line in lines)
     assert later.action == "answer"
+
+
+@pytest.mark.parametrize(
+    ("settled_by", "then_the_customer_says", "why"),
+    [
+        ("!resolve", "Can I pay by card?", "resolved"),
+        ("!bot", "Can I pay by card?", "returned to the bot"),
+        ("!reply Let me check that for you.", None, "answered"),
+    ],
+)
+async def test_the_terminal_chat_refuses_a_draft_whose_question_was_settled(
+    app: App, settled_by: str, then_the_customer_says: str | None, why: str
+) -> None:
+    out = io.StringIO()
+    chat = ConsoleChat(app, out=out, operator="olga")
+    await chat.handle("I want to talk to a person about returns")  # handed off with a draft
+    await chat.handle(settled_by)  # the draft was neither sent nor discarded
+    if then_the_customer_says:
+        await chat.handle(then_the_customer_says)  # reopens the conversation: the bot answers
+    before = out.getvalue()
+    await chat.handle("!send")
+    await chat.handle("!edit my own version of the stale draft")
+    after = out.getvalue()[len(before) :].splitlines()
+    refused = f"[refused] the draft expired when the conversation was {why}: reply in your own words if needed"
+    assert after == [refused, refused]  # nothing reached the customer
+    async with app.sessions() as session:
+        conversation = (await session.execute(select(Conversation))).scalars().one()
+    assert conversation.state == ("operator" if then_the_customer_says is None else "bot")
+
+
+async def test_the_terminal_chat_says_what_it_taught_and_refuses_to_teach_nothing_new(app: App) -> None:
+    out = io.StringIO()
+    chat = ConsoleChat(app, out=out, operator="olga")
+    await chat.handle("Operator please: do you offer gift wrapping for birthday orders?")
+    await chat.handle("!reply Yes: gift wrapping costs 150 RUB, choose it at checkout.")
+    await chat.handle("!resolve")
+    await chat.handle("!teach")
+    await chat.handle("!teach")
+    await chat.handle("Operator please: can I change the delivery address of my order?")  # a new question
+    await chat.handle("!resolve")  # resolved without an answer: the gift-wrapping reply does not answer it
+    await chat.handle("!teach")
+    results = [line for line in out.getvalue().splitlines() if line.startswith("[")]
+    taught = "“Yes: gift wrapping costs 150 RUB, choose it at checkout.” to questions like “Operator please: do you"
+    assert [line for line in results if "teach" in line or "taught" in line] == [
+        f"[ok] taught: the bot may now send {taught} offer gift wrapping for birthday orders?”",
+        f"[refused] nothing new to teach: the bot already knows this answer ({taught} offer gift wrapping for "
+        "birthday orders?”)",
+        "[refused] nothing to teach: no operator answer to the last handed-off question",
+    ]
+    later = await app.desk.receive(said("Can I change the delivery address of my order?", chat="200"))
+    assert later.answer is None or "gift wrapping" not in later.answer.text

@@ -430,20 +430,61 @@ async def test_malformed_file_is_logged(desk: Desk, caplog: pytest.LogCaptureFix
     assert any("en/broken.md" in r.getMessage() and "front matter" in r.getMessage() for r in caplog.records)
 
 
-async def test_previously_good_file_that_breaks_stops_answering(desk: Desk) -> None:
+@pytest.mark.parametrize(
+    ("old", "new", "reason"),
+    [
+        ("lang: en\n", "", "missing or bad lang"),
+        # the file's own line numbers: the bracket opens on line 3, YAML notices on line 4
+        ("title: Tracking your order\n", "title: [Tracking your order\n", "bad front matter: line 4, column 5: "),
+    ],
+)
+async def test_previously_good_file_that_breaks_keeps_its_last_good_version(
+    desk: Desk, old: str, new: str, reason: str
+) -> None:
     await desk.index.ingest(desk.root)
+    before = desk.records(article_id="order-tracking")
     assert await desk.top("Where is my order?") == "order-tracking"
-    put(desk.root, "en/tracking.md", KB["en/tracking.md"].replace("lang: en\n", ""))
-    report = await desk.index.ingest(desk.root)
-    assert [path for path, _ in report.errors] == ["en/tracking.md"]
-    assert report.removed == 1
-    assert desk.records(article_id="order-tracking") == []
-    hits = await desk.index.search("Where is my order?", 10)
-    assert "order-tracking" not in {h.article_id for h in hits}
-    put(desk.root, "en/tracking.md", KB["en/tracking.md"])  # fixed: answers again
+    assert old in KB["en/tracking.md"]
+    put(desk.root, "en/tracking.md", KB["en/tracking.md"].replace(old, new))
+    for _ in range(2):  # said every time, until fixed
+        report = await desk.index.ingest(desk.root)
+        [(path, said)] = report.errors
+        assert path == "en/tracking.md" and reason in said and "its last good version still answers" in said
+        assert report.removed == 0 and desk.records(article_id="order-tracking") == before
+        assert await desk.top("Where is my order?") == "order-tracking"
+    put(desk.root, "en/tracking.md", KB["en/tracking.md"].replace("Where is my order?", "Where is my parcel?"))
     fixed = await desk.index.ingest(desk.root)
-    assert fixed.errors == [] and fixed.added == 1
-    assert await desk.top("Where is my order?") == "order-tracking"
+    assert fixed.errors == [] and fixed.updated == 1
+    assert await desk.top("Where is my parcel?") == "order-tracking"
+    (desk.root / "en/tracking.md").write_text("broken again", encoding="utf-8")
+    await desk.index.ingest(desk.root)
+    (desk.root / "en/tracking.md").unlink()  # deleting a broken file removes its last good version too
+    gone = await desk.index.ingest(desk.root)
+    assert gone.removed == 1 and desk.records(article_id="order-tracking") == []
+
+
+async def test_an_edit_that_loses_its_id_to_a_new_file_leaves_nothing_of_the_old_version(desk: Desk) -> None:
+    await desk.index.ingest(desk.root)
+    put(desk.root, "en/a-tracking.md", article_text("order-tracking", "Parcels", ["Where is my parcel?"], "New."))
+    put(desk.root, "en/tracking.md", KB["en/tracking.md"].replace("Open My orders", "Open the app"))
+    report = await desk.index.ingest(desk.root)  # the new file comes first and takes the id
+    [(path, reason)] = report.errors
+    assert path == "en/tracking.md" and "duplicate id" in reason and "last good version" not in reason
+    assert desk.records(path="en/tracking.md") == []  # no half of the old version mixed into the new
+    assert {d for m, d in desk.records(article_id="order-tracking", kind=QUESTION)} == {"Where is my parcel?"}
+
+
+async def test_unknown_keys_and_languages_are_indexed_with_a_warning_naming_the_file_and_the_key(desk: Desk) -> None:
+    put(
+        desk.root, "en/typo.md", "---\nid: gift\ntitle: Gift wrap\nlang: en\nquestons:\n  - Can you wrap it?\n---\nYes."
+    )
+    put(desk.root, "de/gift.md", "---\nid: gift\ntitle: Geschenk\nlang: de\n---\nJa.")
+    report = await desk.index.ingest(desk.root)
+    assert report.errors == [] and report.added == 6
+    assert sorted(report.warnings) == [
+        ("de/gift.md", "lang 'de' is not a language the desk detects (en, ru)"),
+        ("en/typo.md", "unknown key 'questons' ignored; the keys are id, title, lang, tags, questions"),
+    ]
 
 
 async def test_duplicate_id_is_reported_and_skipped(desk: Desk) -> None:

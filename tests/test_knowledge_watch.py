@@ -83,6 +83,36 @@ async def test_a_broken_file_is_reported_once_and_the_rest_keeps_answering(app: 
     assert len(told) == 1
 
 
+async def test_a_broken_edit_keeps_the_last_good_version_answering_and_a_typo_is_reported(
+    app: App, settings: Settings
+) -> None:
+    told: list[str] = []
+    assert app.knowledge is not None
+    app.knowledge.on_error(told.append)
+    path = settings.knowledge.path / "gift.md"
+    path.write_text(GIFT.format(body="Yes, for 3 EUR per parcel."), "utf-8")
+    await eventually_answers(app, "Can you gift wrap my order?", "gift-wrapping")
+    path.write_text(GIFT.format(body="Free wrapping.").replace("title: Gift wrapping", "title: [Gift"), "utf-8")
+    deadline = asyncio.get_running_loop().time() + 10
+    while not told:
+        assert asyncio.get_running_loop().time() < deadline, "nobody was told"
+        await asyncio.sleep(0.02)
+    assert (
+        "gift.md was skipped: bad front matter: line 4" in told[0]
+        and "sequence at line 3)" in told[0]
+        and "last good version still answers" in told[0]
+    )
+    assert "3 EUR" in await eventually_answers(app, "Can you gift wrap my order?", "gift-wrapping")
+    path.write_text(GIFT.format(body="Free wrapping.").replace("questions:", "questons:"), "utf-8")
+    while len(told) < 2:
+        assert asyncio.get_running_loop().time() < deadline + 10, "the typo was not reported"
+        await asyncio.sleep(0.02)
+    assert (
+        told[1]
+        == "Knowledge file gift.md: unknown key 'questons' ignored; the keys are id, title, lang, tags, questions"
+    )
+
+
 async def test_a_vanished_folder_keeps_the_index_serving_and_says_so(app: App, settings: Settings) -> None:
     told: list[str] = []
     assert app.knowledge is not None

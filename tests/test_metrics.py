@@ -267,6 +267,28 @@ def test_the_command_writes_json_and_an_html_file(tmp_path: Path, capsys: pytest
     assert "--since" in capsys.readouterr().err
 
 
+def test_the_json_report_of_one_conversation_has_counts_not_booleans(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = make_settings(tmp_path)
+
+    async def one_conversation() -> None:
+        app = await build_app(settings)
+        app.outbox.register("test", Recorder())
+        conversation_id = await say(app, "solo", "How do I return an item?")
+        assert (await app.operators.feedback(conversation_id, "helpful")).ok
+        await app.close()
+
+    asyncio.run(one_conversation())
+    config = tmp_path / "config.yaml"
+    config.write_text(f"database:\n  url: {settings.database.url}\n", encoding="utf-8")
+    assert main(["--config", str(config), "report", "--since", "1d", "--format", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    counts = ("conversations", "automated", "involved", "handed_off", "resolved", "resolved_by_bot", "reopened")
+    assert {key: report[key] for key in counts} == dict(zip(counts, (1, 1, 0, 0, 1, 1, 0), strict=True))
+    assert not [key for key in counts if isinstance(report[key], bool)]
+
+
 def test_since_reads_durations_and_dates() -> None:
     now = datetime(2026, 3, 10, 12, tzinfo=UTC)
     assert parse_since("7d", now) == now - timedelta(days=7)

@@ -3,6 +3,8 @@ a broken edit kept out of use and reported, and `relaydesk prompts check` for CI
 
 from __future__ import annotations
 
+import asyncio
+import io
 import shutil
 from pathlib import Path
 
@@ -13,6 +15,7 @@ from bot.cli import main
 from bot.domain import Inbound
 from bot.prompts import PromptStore, check_prompts
 from bot.texts import PromptError
+from connectors.console import ConsoleChat
 from tests.conftest import REPO, Recorder, make_settings
 
 
@@ -51,6 +54,7 @@ def test_the_shipped_prompts_are_valid() -> None:
             "{operatr} from",
             "texts.yaml: text 'operator_joined' (en): unknown variable {operatr}",
         ),
+        ("texts.yaml", "\nresolved:\n", "\nresolved_old:\n", "texts.yaml: prompt 'resolved' is missing"),
         ("compensation.yaml", "max_percent: 20", "max_percent: 12", "rules.0.percent: 20 is above max_percent 12"),
         ("escalation.yaml", "priority: urgent", "priority: asap", "topic 'account_takeover': priority 'asap'"),
         ("escalation.yaml", "  label: Legal threat\n", "  labl: Legal threat\n", "topic 'legal_threat': unknown key"),
@@ -153,6 +157,34 @@ async def test_the_running_desk_speaks_the_edited_text_without_a_restart(tmp_pat
         assert "a colleague will answer in a moment" in customers.texts()[-1]
     finally:
         await app.close()
+
+
+async def test_a_deleted_text_the_desk_needs_is_refused_and_the_chat_keeps_the_last_good_one(
+    tmp_path: Path, folder: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = make_settings(tmp_path)
+    settings.prompts.path = folder
+    app = await build_app(settings)
+    try:
+        assert app.prompts is not None
+        errors: list[str] = []
+        app.prompts.on_error(errors.append)
+        out = io.StringIO()
+        chat = ConsoleChat(app, out=out, operator="olga")
+        await chat.handle("I want to talk to a person")
+        texts = folder / "texts.yaml"
+        texts.write_text(texts.read_text(encoding="utf-8").replace("\nresolved:\n", "\nresolved_old:\n"), "utf-8")
+        app.prompts.refresh(force=True)
+        await chat.handle("!resolve")
+    finally:
+        await app.close()
+    assert "bot> Your request has been resolved." in out.getvalue() and "[ok] resolved" in out.getvalue()
+    assert len(errors) == 1 and "texts.yaml: prompt 'resolved' is missing" in errors[0]
+    config = tmp_path / "config.yaml"
+    config.write_text(f"prompts:\n  path: {folder}\n", encoding="utf-8")
+    capsys.readouterr()
+    assert await asyncio.to_thread(main, ["--config", str(config), "prompts", "check"]) == 1
+    assert "texts.yaml: prompt 'resolved' is missing" in capsys.readouterr().out
 
 
 def test_prompts_check_command(folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -265,6 +265,22 @@ async def test_claim_then_resolve_asks_the_customer_for_csat_and_closes_the_card
     assert set(root.buttons()) == {cards.TEACH}  # Maria answered: her reply can be taught to the bot
 
 
+async def test_a_draft_left_on_a_resolved_conversation_is_never_sent_later(world: World) -> None:
+    root = await handed_off(world)
+    stale = world.draft()
+    await world.press(root, cards.RESOLVE)  # resolved without sending or discarding the draft
+    await world.customer_says("Where is my order?")  # reopened: a new question, a new draft
+    await world.press(stale, cards.SEND)
+    await world.press(stale, cards.EDIT)
+    assert not any("30 days" in t for t in world.customer.texts())
+    told = [t for t in world.told(MARIA) if "the draft expired when the conversation was resolved" in t]
+    assert len(told) == 2 and all(t.startswith("Nothing done") for t in told)
+    assert world.slack.views == []
+    async with world.app.sessions() as session:
+        conversation = (await session.execute(select(Conversation))).scalars().one()
+    assert conversation.state == "waiting_operator" and conversation.operator is None
+
+
 async def test_teach_the_bot_makes_the_operators_reply_an_answer_the_bot_may_send(world: World) -> None:
     await world.customer_says("I want a person: do you offer gift wrapping for birthday orders?")
     root = world.root()
@@ -278,6 +294,8 @@ async def test_teach_the_bot_makes_the_operators_reply_an_answer_the_bot_may_sen
 
     await world.press(root, cards.TEACH)
     assert any(t.startswith("🎓 Taught") for t in world.told(MARIA))
+    taught = next(t for t in world.told(MARIA) if t.startswith("🎓 Taught"))
+    assert "gift wrapping costs 150 RUB" in taught and "for birthday orders?" in taught  # which reply, which question
     hits = await world.app.index.search("Do you offer gift wrapping for birthday orders?", 3)
     assert hits[0].kind == "case" and hits[0].reusable
     await world.press(root, cards.TEACH)  # a second press changes nothing and says so

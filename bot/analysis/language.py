@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+LANGUAGES = ("en", "ru")  # what detect_language tells apart: the languages the desk speaks
 # Telegram caps a message at 4096 characters; longer input is not worth scanning in full.
 _MAX_CHARS = 5000
 

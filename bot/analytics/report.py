@@ -422,15 +422,16 @@ def _assemble(
             per_operator[first_replier[conversation_id]].frt.append(human_s)
         if csat and conversation_id in last_replier:
             per_operator[last_replier[conversation_id]].csat.extend(csat)
-        totals.update(
-            conversations=1,
-            automated=automated,
-            involved=involved,
-            handed_off=row.first_handoff is not None,
-            resolved=row.first_resolved is not None,
-            resolved_by_bot=bool(row.by_bot),
-            reopened=bool(row.reopened),
-        )
+        flags = {
+            "conversations": True,
+            "automated": automated,
+            "involved": involved,
+            "handed_off": row.first_handoff is not None,
+            "resolved": row.first_resolved is not None,
+            "resolved_by_bot": bool(row.by_bot),
+            "reopened": bool(row.reopened),
+        }
+        totals.update({name: int(flag) for name, flag in flags.items()})  # counts: an empty Counter keeps a bool
         if part:
             totals.update((part, "bot_answered"))
         if part == "failed":

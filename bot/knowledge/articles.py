@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-_BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: 10x faster
+from bot.analysis.language import LANGUAGES
+from bot.yamlerrors import describe
+
+_BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: faster
 _BOOL = "tag:yaml.org,2002:bool"
 
 
@@ -26,6 +29,7 @@ _Loader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _LANG = re.compile(r"^[a-z]{2,3}$")
 _HEADING = re.compile(r"^#{1,6}\s")
+KEYS = ("id", "title", "lang", "tags", "questions")
 
 
 class ArticleError(ValueError):
@@ -41,6 +45,7 @@ class Article:
     tags: tuple[str, ...] = ()
     questions: tuple[str, ...] = ()
     path: str = ""
+    warnings: tuple[str, ...] = field(default=(), compare=False)  # indexed all the same, but likely a mistake
 
 
 def parse_article(text: str, path: str = "") -> Article:
@@ -54,7 +59,7 @@ def parse_article(text: str, path: str = "") -> Article:
     try:
         meta = yaml.load(match.group(1) or "", Loader=_Loader)
     except yaml.YAMLError as exc:
-        raise ArticleError(f"bad front matter: {' '.join(str(exc).split())}") from None
+        raise ArticleError(f"bad front matter: {describe(exc, first_line=2)}") from None  # after the '---' line
     if not isinstance(meta, dict):
         raise ArticleError("bad front matter: expected key: value pairs")
     article_id = _text(meta, "id")
@@ -71,6 +76,9 @@ def parse_article(text: str, path: str = "") -> Article:
     body = match.group(2).strip()
     if not body:
         raise ArticleError("empty body")
+    warnings = [f"unknown key {key!r} ignored; the keys are {', '.join(KEYS)}" for key in meta if key not in KEYS]
+    if lang not in LANGUAGES:
+        warnings.append(f"lang {lang!r} is not a language the desk detects ({', '.join(LANGUAGES)})")
     return Article(
         id=article_id,
         title=title,
@@ -79,6 +87,7 @@ def parse_article(text: str, path: str = "") -> Article:
         tags=_strings(meta.get("tags"), "tags", single=True),
         questions=_strings(meta.get("questions"), "questions", single=False),
         path=path,
+        warnings=tuple(warnings),
     )
 
 

@@ -4,7 +4,8 @@ One collection per embedding model, so switching models never mixes vectors. Eve
 the article id, title, lang, tags and the hash of the file it came from (with the chunk size):
 re-ingest compares hashes and touches only what changed. An article's title record also carries the
 hash of what the topic classifier learns from it (title and questions): a body-only edit leaves the
-classifier as it is.
+classifier as it is. An edit that cannot be indexed (a broken front matter, say) is reported and the
+file's last good version keeps answering, as a broken prompt edit does; deleting the file removes it.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ class IngestReport:
     records: int = 0
     seconds: float = 0.0
     errors: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
+    warnings: list[tuple[str, str]] = field(default_factory=list)  # (file, what looks wrong): indexed all the same
 
 
 def answer_key(answer: str) -> str:
@@ -158,13 +160,24 @@ class KnowledgeIndex:
         indexed_articles = {(file.article_id, file.lang) for file in known.values()}
         owners: dict[tuple[str, str], str] = {}  # (id, lang) -> path that holds it
         changed: list[tuple[str, str, Article]] = []  # (path, file hash, article)
+        superseded: list[str] = []  # indexed files whose id another file took over meanwhile
+
+        def refuse(rel: str, reason: str) -> None:
+            previous = known.get(rel)
+            if previous is not None:  # the last good version keeps its id and answers until the file is fixed
+                if owners.setdefault((previous.article_id, previous.lang), rel) == rel:
+                    reason += "; its last good version still answers"
+                else:
+                    superseded.append(rel)
+            report.errors.append((rel, reason))
+
         for file in article_files(root):
             rel = str(file.relative_to(root))
             seen_paths.add(rel)
             try:
                 raw = file.read_bytes()
             except OSError as exc:
-                report.errors.append((rel, f"cannot read the file: {exc.strerror or exc}"))
+                refuse(rel, f"cannot read the file: {exc.strerror or exc}")
                 continue
             # How a file was indexed is part of its hash: a new chunk size or record layout re-indexes everything.
             digest = hashlib.sha256(f"{INDEX_FORMAT} chunk_chars={self._chunk_chars}\n".encode() + raw).hexdigest()
@@ -176,13 +189,14 @@ class KnowledgeIndex:
             try:
                 article = decode_article(raw, rel)
             except ArticleError as exc:
-                report.errors.append((rel, str(exc)))
+                refuse(rel, str(exc))
                 continue
+            report.warnings += [(rel, warning) for warning in article.warnings]
             changed.append((rel, digest, article))
         for rel, digest, article in changed:
             owner = owners.setdefault((article.id, article.lang), rel)
             if owner != rel:
-                report.errors.append((rel, f"duplicate id {article.id!r} ({article.lang}): already in {owner}"))
+                refuse(rel, f"duplicate id {article.id!r} ({article.lang}): already in {owner}")
                 continue
             indexed_before = rel in known or (article.id, article.lang) in indexed_articles
             await self._replace(rel, digest, article, indexed_before)
@@ -190,11 +204,7 @@ class KnowledgeIndex:
                 report.updated += 1
             else:
                 report.added += 1
-        for rel in set(known) - seen_paths:
-            await asyncio.to_thread(self._collection.delete, where={"path": rel})
-            report.removed += 1
-        failed = {path for path, _ in report.errors}
-        for rel in failed & set(known):  # a file that became invalid no longer answers anything
+        for rel in (set(known) - seen_paths) | set(superseded):
             await asyncio.to_thread(self._collection.delete, where={"path": rel})
             report.removed += 1
         report.records = await asyncio.to_thread(self._collection.count)
@@ -203,6 +213,8 @@ class KnowledgeIndex:
         report.seconds = time.perf_counter() - started
         for path, reason in report.errors:
             log.warning("knowledge: skipped %s: %s", path, reason)
+        for path, warning in report.warnings:
+            log.warning("knowledge: %s: %s", path, warning)
         return report
 
     def _indexed_files(self) -> dict[str, IndexedFile]:
@@ -372,8 +384,8 @@ class KnowledgeIndex:
         return self._cached_article(article_id, tuple(languages))
 
     def _fetch_article(self, article_id: str, languages: tuple[str, ...]) -> ArticleText | None:
-        # By record id first, an indexed lookup; a metadata filter scans (~25 ms at 80,000 records), so
-        # it is only the way to another language or to an article longer than the ids asked for.
+        # By record id first, an indexed lookup; a metadata filter scans the collection (bench/README.md,
+        # "Latency"), so it is only the way to another language or to an article longer than the ids asked for.
         ids = [f"{article_id}:{lang}:{CHUNK}:{n}" for lang in languages for n in range(CHUNKS_BY_ID)]
         by_lang = _chunks_by_lang(self._collection.get(ids=ids, include=["metadatas", "documents"])) if ids else {}
         if not by_lang or any(len(parts) == CHUNKS_BY_ID for parts in by_lang.values()):

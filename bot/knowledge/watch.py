@@ -2,7 +2,8 @@
 
 The poll compares (file, mtime, size) of every article file, a stat each; ingest itself is incremental,
 so an edit re-embeds only its own file. A malformed file is reported once per distinct problem (logs,
-and the error hooks: the Slack connector posts it to the operator queue); the rest stays live.
+and the error hooks: the Slack connector posts it to the operator queue); the rest stays live, and so does
+the file's last good version. A likely mistake that still indexes (an unknown key) is reported with each edit.
 """
 
 from __future__ import annotations
@@ -79,6 +80,8 @@ class KnowledgeWatcher:
         for path, reason in sorted(errors - self._reported):
             notify(self._error_hooks, f"Knowledge file {path} was skipped: {reason}")
         self._reported = errors
+        for path, warning in report.warnings:
+            notify(self._error_hooks, f"Knowledge file {path}: {warning}")
         return report
 
     async def watch(self) -> None:

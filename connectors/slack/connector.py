@@ -144,7 +144,3 @@ class SlackConnector:
         if response.status == 404:  # an event nobody listens to: acknowledge, or Slack retries it
             return web.Response(status=200)
         return await to_aiohttp_response(response)
-
-
-def create_slack_channel(app: App) -> SlackConnector:
-    return SlackConnector(app)

@@ -330,9 +330,9 @@ class SlackHandlers:
     ) -> None:
         async with self._sessions() as session:
             handoff = await session.get(Handoff, handoff_id)
-        if handoff is None or handoff.status != "open":
-            status = handoff.status if handoff else "gone"
-            await self._tell(channel, user, f"Nothing done: the draft was already {status}.", thread_ts)
+        refused = "the draft is gone" if handoff is None else await self._actions.draft_refusal(handoff_id)
+        if handoff is None or refused:
+            await self._tell(channel, user, f"Nothing done: {refused}.", thread_ts)
             return
         view = cards.edit_view(handoff_id, handoff.draft, channel, message_ts)
         try:
