@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,13 @@ _LANG = re.compile(r"^[a-z]{2,3}$")
 _HEADING = re.compile(r"^#{1,6}\s")
 
 
+class ArticleTool(StrEnum):
+    """What an article may opt in to with `tool:` in its front matter: the answer comes from a tool."""
+
+    NONE = ""
+    ORDER_STATUS = "order_status"  # the order's status from the CRM (bot.orders), when the customer gave a number
+
+
 class ArticleError(ValueError):
     """An article that cannot be indexed; the message says why."""
 
@@ -41,6 +49,7 @@ class Article:
     tags: tuple[str, ...] = ()
     questions: tuple[str, ...] = ()
     path: str = ""
+    tool: ArticleTool = ArticleTool.NONE
 
 
 def parse_article(text: str, path: str = "") -> Article:
@@ -71,6 +80,10 @@ def parse_article(text: str, path: str = "") -> Article:
     body = match.group(2).strip()
     if not body:
         raise ArticleError("empty body")
+    tool = _text(meta, "tool")
+    if tool not in set(ArticleTool):
+        known = ", ".join(t.value for t in ArticleTool if t.value)
+        raise ArticleError(f"unknown tool {tool!r}: expected one of {known}")
     return Article(
         id=article_id,
         title=title,
@@ -79,6 +92,7 @@ def parse_article(text: str, path: str = "") -> Article:
         tags=_strings(meta.get("tags"), "tags", single=True),
         questions=_strings(meta.get("questions"), "questions", single=False),
         path=path,
+        tool=ArticleTool(tool),
     )
 
 

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bot.llm.orders import Order
-from bot.texts import PromptError, read_yaml
+from bot.texts import PromptError, Texts, read_yaml
 
 
 class Rule(BaseModel):
@@ -39,7 +39,8 @@ class CompensationPolicy(BaseModel):
     valid_days: int = Field(default=30, gt=0)
 
     def rule_for(self, order: Order, today: date | None = None) -> Rule | None:
-        late = order.days_late(today)
+        """The first rule the order meets; a lateness rule never holds when the CRM did not say the promised date."""
+        late = order.days_late(today) if order.lateness_known else 0
         for rule in self.rules:
             if rule.when == "lost" and order.status == "lost":
                 return rule
@@ -88,6 +89,13 @@ class Offer:
             "rule": self.rule,
             "requires_approval": True,
         }
+
+    def text(self, texts: Texts, language: str) -> str:
+        """The apology with the code, as the draft an operator approves (texts.yaml: compensation_*)."""
+        values = {"order_id": self.order_id, "percent": self.percent, "code": self.code, "valid_days": self.valid_days}
+        if self.rule == "lost":
+            return texts.render("compensation_lost", language, **values)
+        return texts.render("compensation_offer", language, days_late=self.days_late, **values)
 
 
 def load_policy(path: Path) -> CompensationPolicy:

@@ -134,14 +134,14 @@ class LLMResponder:
 
     def conclude(self, turn: Turn, final: FinalAnswer) -> Answer:
         """Code's verdict on the agent's answer: what may go out alone, what needs a person."""
-        agent = self._prompts.agent
         lang = turn.language
         draft = final.answer.strip()
         summary = final.summary.strip()[:1000]
         if turn.crm_failed:
             return self._crm_failed(turn, draft, summary)
         if final.ask_order_number and not turn.mentioned_orders and not final.needs_human:
-            return Answer(agent.render("ask_order_number", lang), 1.0, reason="asked for the order number")
+            ask = self._prompts.texts.render("ask_order_number", lang)
+            return Answer(ask, 1.0, reason="asked for the order number", awaits_order=True)
         cited = [c for c in dict.fromkeys(final.cited_article_ids) if c in turn.retrieved]
         orders = [f"order:{o}" for o in turn.orders]
         sources = tuple(cited + orders)
@@ -167,18 +167,12 @@ class LLMResponder:
 
     def _crm_failed(self, turn: Turn, draft: str, summary: str) -> Answer:
         order_id = turn.crm_failed or ""
-        notice = self._prompts.agent.render("crm_unavailable", turn.language, order_id=order_id)
+        notice = self._prompts.texts.render("crm_unavailable", turn.language, order_id=order_id)
         summary = summary or f"The CRM could not be reached for order {order_id}; the status is unknown."
         return Answer(draft, 0.0, (), (), True, f"CRM unavailable for order {order_id}", summary, notice=notice)
 
     def _offer_text(self, offer: Offer, lang: str) -> str:
-        agent = self._prompts.agent
-        values = {"order_id": offer.order_id, "percent": offer.percent, "code": offer.code}
-        if offer.rule == "lost":
-            return agent.render("compensation_lost", lang, valid_days=offer.valid_days, **values)
-        return agent.render(
-            "compensation_offer", lang, days_late=offer.days_late, valid_days=offer.valid_days, **values
-        )
+        return offer.text(self._prompts.texts, lang)
 
     @staticmethod
     def _actions(offer: Offer | None) -> tuple[dict[str, Any], ...]:
