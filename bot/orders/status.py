@@ -51,11 +51,7 @@ class OrderStatus:
             return OrderFacts(order_id, OrderCheck.UNAVAILABLE), None
         if order is None:
             return OrderFacts(order_id, OrderCheck.NOT_FOUND), None
-        if not order.lateness_known:
-            facts = OrderFacts(order.order_id, OrderCheck.FOUND, order.status, None, LATENESS_UNKNOWN)
-        else:
-            facts = OrderFacts(order.order_id, OrderCheck.FOUND, order.status, order.days_late(self._today()))
-        return facts, order
+        return facts_of(order, self._today()), order
 
     def ask(self, language: str, article_id: str, confidence: float) -> Answer:
         """No order number in the conversation: ask for it (the next message with one continues the topic)."""
@@ -96,6 +92,13 @@ class OrderStatus:
             if order.tracking_url:
                 parts.append(texts.render("order_tracking", language, url=order.tracking_url))
         return " ".join(parts)
+
+
+def facts_of(order: Order, today: date) -> OrderFacts:
+    """A found order as its card shows it; without the promised date, lateness is unknown and says why."""
+    if not order.lateness_known:
+        return OrderFacts(order.order_id, OrderCheck.FOUND, order.status, None, LATENESS_UNKNOWN)
+    return OrderFacts(order.order_id, OrderCheck.FOUND, order.status, order.days_late(today))
 
 
 def _day(day: date, language: str) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import replace
+from datetime import date
 from typing import Any
 
 from langchain.agents import create_agent
@@ -28,7 +29,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from pydantic import BaseModel, Field
 
 from bot.config import LLMSettings
-from bot.domain import Analysis, Answer
+from bot.domain import Analysis, Answer, OrderCheck, OrderFacts
 from bot.knowledge.index import KnowledgeIndex
 from bot.llm import budget
 from bot.llm.compensation import Offer, unapproved_offer
@@ -37,6 +38,7 @@ from bot.llm.orders import OrderLookup, find_order_numbers
 from bot.llm.tools import build_tools
 from bot.llm.turn import Turn
 from bot.llm.usage import TokenMeter
+from bot.orders.status import facts_of
 from bot.ports import Responder
 from bot.prompts import PromptStore
 
@@ -134,6 +136,13 @@ class LLMResponder:
 
     def conclude(self, turn: Turn, final: FinalAnswer) -> Answer:
         """Code's verdict on the agent's answer: what may go out alone, what needs a person."""
+        answer = self._verdict(turn, final)
+        looked_up = next(iter(turn.orders.values()), None)
+        if looked_up is None or answer.order is not None:
+            return answer
+        return replace(answer, order=facts_of(looked_up, date.today()))  # the card shows what the CRM said
+
+    def _verdict(self, turn: Turn, final: FinalAnswer) -> Answer:
         lang = turn.language
         draft = final.answer.strip()
         summary = final.summary.strip()[:1000]
@@ -169,7 +178,9 @@ class LLMResponder:
         order_id = turn.crm_failed or ""
         notice = self._prompts.texts.render("crm_unavailable", turn.language, order_id=order_id)
         summary = summary or f"The CRM could not be reached for order {order_id}; the status is unknown."
-        return Answer(draft, 0.0, (), (), True, f"CRM unavailable for order {order_id}", summary, notice=notice)
+        facts = OrderFacts(order_id, OrderCheck.UNAVAILABLE)
+        reason = f"CRM unavailable for order {order_id}"
+        return Answer(draft, 0.0, (), (), True, reason, summary, notice=notice, order=facts)
 
     def _offer_text(self, offer: Offer, lang: str) -> str:
         return offer.text(self._prompts.texts, lang)
