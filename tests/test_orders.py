@@ -310,3 +310,26 @@ async def test_a_missing_promised_field_is_reported_once_and_proposes_nothing(
     _, blocks = root_card(second.card())
     assert "*Lateness*\nlateness unknown: map crm.fields.promised" in [f["text"] for f in blocks[1]["fields"]]
     assert len([r for r in caplog.records if "crm.fields.promised" in r.getMessage()]) == 1
+
+
+# -- through Telegram ------------------------------------------------------------------------------
+
+
+async def test_through_telegram_the_status_comes_in_russian_and_the_offer_after_send(tmp_path: Path) -> None:
+    from tests.test_telegram_harness import FakeTelegram, Harness, telegram_settings
+
+    async with FakeTelegram() as fake:
+        settings = telegram_settings(tmp_path, fake)
+        settings.knowledge.path = order_kb(tmp_path / "knowledge")
+        async with Harness(settings, fake) as desk:
+            fake.push_message(501, "Не пришёл заказ", language_code="ru")
+            await fake.wait_for(lambda: len(fake.texts(501)) == 1)
+            assert "номер заказа" in fake.texts(501)[0]
+            fake.push_message(501, "10237", language_code="ru")
+            await fake.wait_for(lambda: len(fake.texts(501)) == 2)
+            assert "Заказ 10237 в пути" in fake.texts(501)[1] and "SORRY" not in fake.texts(501)[1]
+            await fake.wait_for(lambda: "handoff" in desk.queue.kinds())
+            handoff = desk.queue.sent[-1].payload
+            assert (await desk.app.operators.send_draft(handoff["handoff_id"], "ann")).ok
+            await fake.wait_for(lambda: len(fake.texts(501)) == 3)
+            assert "промокод на 15%" in fake.texts(501)[2] and handoff["actions"][0]["code"] in fake.texts(501)[2]
