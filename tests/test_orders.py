@@ -3,6 +3,7 @@ policy's compensation for an operator to send, a polite handoff when the CRM can
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from datetime import date, timedelta
@@ -333,3 +334,36 @@ async def test_through_telegram_the_status_comes_in_russian_and_the_offer_after_
             assert (await desk.app.operators.send_draft(handoff["handoff_id"], "ann")).ok
             await fake.wait_for(lambda: len(fake.texts(501)) == 3)
             assert "промокод на 15%" in fake.texts(501)[2] and handoff["actions"][0]["code"] in fake.texts(501)[2]
+
+
+# -- relaydesk crm check -----------------------------------------------------------------------------
+
+
+async def test_crm_check_prints_what_the_desk_reads_mapped(
+    tmp_path: Path, crm: FakeCRM, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from bot.cli import main
+    from tests.conftest import REPO
+
+    (tmp_path / "prompts").symlink_to(REPO / "prompts")
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"crm:\n  provider: http\n  base_url: {crm.url}\n  timeout_s: 0.5\n"
+        "  fields: {order_id: number, status: state, promised: delivery.eta, tracking_url: track}\n"
+        "  statuses: {SHIPPED: in_transit}\n",
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("RELAYDESK_CONFIG", str(config))
+    assert await asyncio.to_thread(main, ["crm", "check", "NW-4829177"]) == 0
+    out = capsys.readouterr().out
+    assert "status       in_transit  (CRM field 'state')" in out and "days_late    8" in out
+    assert "compensation 15% promo code (late >= 7 days)" in out
+    assert await asyncio.to_thread(main, ["crm", "check", "NW-4829178"]) == 0
+    out = capsys.readouterr().out
+    assert "promised     —  (CRM field 'delivery.eta')  ← absent from the answer" in out
+    assert "problem      lateness unknown: map crm.fields.promised" in out and "compensation —" in out
+    assert await asyncio.to_thread(main, ["crm", "check", "NW-1"]) == 1
+    assert "no order NW-1" in capsys.readouterr().out
+    crm.status = 503
+    assert await asyncio.to_thread(main, ["crm", "check", "NW-4829177"]) == 1
+    assert "could not be asked: CRM answered HTTP 503" in capsys.readouterr().out
