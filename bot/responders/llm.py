@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from dataclasses import replace
 from datetime import date
 from typing import Any
@@ -54,7 +55,11 @@ class FinalAnswer(BaseModel):
     cited_article_ids: list[str] = Field(
         default_factory=list, description="ids of the articles (and order:<number>) the answer is based on"
     )
-    confidence: float = Field(ge=0, le=1, description="how sure you are the answer is right and complete")
+    # Shown to the model as 0..1 but not enforced here: a wrong value is replaced in `conclude` (and logged)
+    # rather than failing the whole answer.
+    confidence: float = Field(
+        description="how sure you are the answer is right and complete", json_schema_extra={"minimum": 0, "maximum": 1}
+    )
     needs_human: bool = Field(default=False, description="true when a person should handle this")
     reason: str = Field(default="", description="why a person is needed, if so")
     summary: str = Field(default="", description="one paragraph for the support operator")
@@ -92,7 +97,8 @@ class LLMResponder:
         left = budget.remaining(self._settings.budget_s)
         language = analysis.language
         customer_texts = [t for a, t in history if a == "customer"] + [text]
-        turn = Turn(language, list(dict.fromkeys(n for t in customer_texts for n in find_order_numbers(t))))
+        mentioned = list(dict.fromkeys(n for t in customer_texts for n in find_order_numbers(t)))
+        turn = Turn(language, mentioned, analysis.confidence)
         try:
             if left <= 0:
                 raise TimeoutError("no time left in the budget")
@@ -154,7 +160,12 @@ class LLMResponder:
         cited = [c for c in dict.fromkeys(final.cited_article_ids) if c in turn.retrieved]
         orders = [f"order:{o}" for o in turn.orders]
         sources = tuple(cited + orders)
-        confidence = max(0.0, min(1.0, final.confidence))
+        confidence = final.confidence
+        if not (math.isfinite(confidence) and 0.0 <= confidence <= 1.0):
+            log.warning(
+                "llm answer: confidence %r outside 0..1; using the analysis's %.2f", confidence, turn.offline_confidence
+            )
+            confidence = turn.offline_confidence
         offer = turn.offer
         grounded_in = "\n".join(turn.retrieved[c] for c in cited)
         unsafe = unapproved_offer(draft, offer.percent if offer else 0, grounded_in)
