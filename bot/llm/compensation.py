@@ -9,7 +9,6 @@ plays no part. The offer goes into a draft; only an operator's Send delivers it.
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -110,30 +109,3 @@ def load_policy(path: Path) -> CompensationPolicy:
         if rule.percent > policy.max_percent:
             raise PromptError(f"{path}: rules.{i}.percent: {rule.percent} is above max_percent {policy.max_percent}")
     return policy
-
-
-_PERCENT = re.compile(r"(\d{1,3}(?:[.,]\d+)?)\s*(?:%|percent|процент\w*)", re.IGNORECASE)
-_MONEY_BACK = re.compile(
-    r"\b(refund\w*|money back|reimburs\w*|cash ?back"
-    r"|верн\w*\s+(?:вам\s+)?(?:деньг|средств|оплат|стоимост)\w*"
-    r"|возврат\w*\s+(?:денег|средств|оплаты|стоимости)|возмест\w*)",
-    re.IGNORECASE,
-)
-
-
-def unapproved_offer(text: str, approved_percent: int, grounded_in: str = "") -> str:
-    """Why `text` promises more than the approved offer ('' when it doesn't).
-
-    A percentage above the approved one, or a refund, counts unless the cited articles
-    (`grounded_in`) say the same: the knowledge base may talk about refunds, the model may not invent them.
-    """
-    allowed = {float(m.group(1).replace(",", ".")) for m in _PERCENT.finditer(grounded_in)}
-    for match in _PERCENT.finditer(text):
-        value = float(match.group(1).replace(",", "."))
-        if value > approved_percent and value not in allowed:
-            return f"mentions {match.group(0)} while the policy allows {approved_percent}%"
-    grounded = {m.group(0).lower()[:6] for m in _MONEY_BACK.finditer(grounded_in)}
-    for found in _MONEY_BACK.finditer(text):
-        if found.group(0).lower()[:6] not in grounded:
-            return f"promises {found.group(0)!r}, which only an operator may offer"
-    return ""

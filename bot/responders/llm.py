@@ -33,15 +33,16 @@ from bot.config import LLMSettings
 from bot.domain import Analysis, Answer, OrderCheck, OrderFacts
 from bot.knowledge.index import KnowledgeIndex
 from bot.llm import budget
-from bot.llm.compensation import Offer, unapproved_offer
+from bot.llm.compensation import Offer
 from bot.llm.history import recent_messages
 from bot.llm.orders import OrderLookup, find_order_numbers
+from bot.llm.promises import unapproved_promise
 from bot.llm.tools import build_tools
 from bot.llm.turn import Turn
 from bot.llm.usage import TokenMeter
 from bot.orders.status import facts_of
 from bot.ports import Responder
-from bot.prompts import PromptStore
+from bot.prompts import LANGUAGES, PromptStore
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +169,14 @@ class LLMResponder:
             confidence = turn.offline_confidence
         offer = turn.offer
         grounded_in = "\n".join(turn.retrieved[c] for c in cited)
-        unsafe = unapproved_offer(draft, offer.percent if offer else 0, grounded_in)
+        approved = offer.percent if offer else 0
+        # What operators read is checked too: a summary claiming a refund nobody made is replaced by the desk's.
+        offered = "\n".join(self._offer_text(offer, language) for language in LANGUAGES) if offer else ""
+        known = f"{grounded_in}\n{offered}"  # a summary may speak of the policy's offer, in any language
+        if summary and unapproved_promise(summary, approved, known):
+            log.warning("llm summary replaced: %s", unapproved_promise(summary, approved, known))
+            summary = ""
+        unsafe = unapproved_promise(draft, approved, grounded_in)
         if unsafe:
             log.warning("llm answer refused: %s", unsafe)
             draft = self._offer_text(offer, lang) if offer else ""
@@ -180,7 +188,10 @@ class LLMResponder:
             return Answer(text, confidence, sources, self._actions(offer), True, reason, summary)
         reasons = []
         if final.needs_human or turn.human_requested:
-            reasons.append(turn.human_requested or final.reason or "the agent asked for a person")
+            why = turn.human_requested or final.reason
+            reasons.append(
+                why if why and not unapproved_promise(why, approved, known) else "the agent asked for a person"
+            )
         if not sources:
             reasons.append("the answer cites nothing the agent retrieved")
         return Answer(draft, confidence, sources, (), bool(reasons), "; ".join(reasons), summary)
