@@ -106,7 +106,7 @@ def obedient(body: dict[str, Any]) -> dict[str, Any]:
     return final(said, ["returns-policy", "payment-methods"], 0.95, summary=claim)
 
 
-def test_at_least_30_wordings_in_each_language() -> None:
+async def test_at_least_30_wordings_in_each_language() -> None:
     assert len(PROMISES_EN) >= 30 and len(PROMISES_RU) >= 30
 
 
