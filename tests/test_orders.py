@@ -21,6 +21,7 @@ from connectors.console import ConsoleQueue
 from connectors.slack.cards import root_card
 from tests.conftest import ARTICLES, Recorder, make_settings, write_kb
 from tests.fakes.crm_api import FakeCRM
+from tests.fakes.slack_api import FakeSlack
 
 ORDER_ARTICLES = {
     **ARTICLES,
@@ -367,3 +368,30 @@ async def test_crm_check_prints_what_the_desk_reads_mapped(
     crm.status = 503
     assert await asyncio.to_thread(main, ["crm", "check", "NW-4829177"]) == 1
     assert "could not be asked: CRM answered HTTP 503" in capsys.readouterr().out
+
+
+# -- in Slack ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("button", ["send", "discard"])
+async def test_in_slack_the_card_shows_the_order_and_only_send_delivers_the_offer(
+    tmp_path: Path, slack: FakeSlack, button: str
+) -> None:
+    from connectors.slack import cards
+    from tests.test_slack import make_world
+
+    order_kb(tmp_path / "knowledge")  # make_world writes the common articles over it; order-not-received stays
+    world, side = await make_world(tmp_path, slack)
+    try:
+        await world.customer_says("My order 10237 hasn't arrived")
+        card = world.root().all_text()
+        assert "10237 · in transit" in card and "9 days late" in card and "15% promo code SORRY15-" in card
+        draft = world.draft()
+        assert "SORRY15-" in draft.all_text()
+        code = draft.all_text().split("SORRY15-")[1][:6]
+        await world.press(draft, cards.SEND if button == "send" else cards.DISCARD)
+        delivered = any(f"SORRY15-{code}" in text for text in world.customer.texts())
+        assert delivered is (button == "send")
+    finally:
+        await side.stop()
+        await world.app.close()
