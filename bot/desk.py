@@ -293,9 +293,12 @@ class Desk:
         if answer.awaits_order:
             meta["awaits_order"] = analysis.topic  # the next message with a number goes on with this topic
         _reply(session, customer, conversation_id, answer.text, meta)
-        send_to_customer(
-            session, customer, conversation_id, answer.text, buttons="feedback", sources=list(answer.sources)
-        )
+        if answer.awaits_order:  # a question back, not an answer: nothing to rate, no source to cite
+            send_to_customer(session, customer, conversation_id, answer.text)
+        else:
+            send_to_customer(
+                session, customer, conversation_id, answer.text, buttons="feedback", sources=list(answer.sources)
+            )
         record_event(
             session,
             conversation_id,

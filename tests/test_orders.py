@@ -138,6 +138,7 @@ async def test_without_a_number_the_bot_asks_once_and_the_number_continues_the_t
     chat = Chat(app)
     asked = await chat.say("Не пришёл заказ")
     assert asked.action == "answer" and "номер заказа" in chat.customer.texts()[-1]
+    assert not chat.customer.sent[-1].payload.get("buttons")  # a question back: nothing to rate yet
     decision = await chat.say("10237")
     assert decision.action == "handoff" and decision.analysis.topic == "order-not-received"
     assert Reason.COMPENSATION in decision.reasons
