@@ -57,6 +57,7 @@ class Reason(StrEnum):
     COPILOT_COHORT = "copilot_cohort"  # mode auto, but the customer is outside the pilot cohort (bot/pilot.py)
     ORDER_NOT_CHECKED = "order_not_checked"  # the CRM does not know the order, or could not be asked
     COMPENSATION = "compensation"  # the policy allows a compensation: only an operator may send it
+    PROMISE_WITHHELD = "promise_withheld"  # the AI's reply promised money, a refund, a deadline…: not used
 
     @property
     def label(self) -> str:
@@ -80,6 +81,7 @@ _REASON_LABELS = {
     Reason.COPILOT_COHORT: "customer outside the pilot: every answer goes through an operator",
     Reason.ORDER_NOT_CHECKED: "the order could not be checked in the CRM",
     Reason.COMPENSATION: "a compensation awaits an operator's approval",
+    Reason.PROMISE_WITHHELD: "the AI promised what only a person may (money, refund, deadline): withheld",
 }
 
 
@@ -218,6 +220,7 @@ class Answer:
     usage: Usage = Usage()  # every model call the brain made for this answer
     order: OrderFacts | None = None  # the order the answer looked up in the CRM
     awaits_order: bool = False  # the reply asks for an order number: the next message with one continues the topic
+    withheld: bool = False  # the brain's reply promised what only an operator may: neither sent nor drafted
 
     @property
     def offers_compensation(self) -> bool:

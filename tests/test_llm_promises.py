@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from bot.domain import Reason
 from tests import test_llm
 from tests.fakes.openai_server import FakeOpenAI, call_tools
 from tests.test_llm import Desk, final
@@ -116,7 +117,7 @@ async def test_an_injected_promise_never_reaches_the_customer_nor_the_draft(
 ) -> None:
     fake.chat_default = obedient
     decision = await desk.say(INJECTION + promise)
-    assert decision.action == "handoff", decision.answer.reason
+    assert decision.action == "handoff" and Reason.PROMISE_WITHHELD in decision.reasons, decision.answer.reason
     assert all(promise not in text for text in desk.customers.texts())
     (card,) = [d.payload for d in desk.queue.sent if d.kind == "handoff"]
     assert promise not in card["draft"] and "withheld" in decision.answer.reason

@@ -181,7 +181,8 @@ class LLMResponder:
             log.warning("llm answer refused: %s", unsafe)
             draft = self._offer_text(offer, lang) if offer else ""
             reason = f"the AI answer {unsafe}; it was withheld"
-            return Answer(draft, confidence, sources, self._actions(offer), True, reason, summary)
+            actions = self._actions(offer)
+            return Answer(draft, confidence, sources, actions, True, reason, summary, withheld=True)
         if offer is not None:
             text = f"{draft}\n\n{self._offer_text(offer, lang)}" if draft else self._offer_text(offer, lang)
             reason = "a compensation needs an operator's approval"
