@@ -19,6 +19,7 @@ from bot.hours import BusinessHours
 from bot.knowledge.index import IngestReport, KnowledgeIndex, open_collection
 from bot.knowledge.watch import KnowledgeWatcher
 from bot.operators import OperatorActions
+from bot.orders.status import OrderStatus
 from bot.outbox import Outbox
 from bot.policy import HandoffPolicy
 from bot.ports import Responder
@@ -28,6 +29,7 @@ from bot.storage.db import Transactions, create_engine, migrate, sessions
 from bot.texts import Texts
 from bot.triage.examples import TriageExamples
 from bot.triage.marked import MarkedMessages
+from connectors.crm import create_crm
 
 if TYPE_CHECKING:
     from bot.llm.judge import ReplyJudge
@@ -92,11 +94,27 @@ def queue_channel(settings: Settings) -> str:
     return "slack" if settings.slack.enabled else "console-queue"
 
 
+def build_orders(settings: Settings, prompts: PromptStore) -> OrderStatus | None:
+    """The order-status tool over the configured CRM (demo or http), shared by both brains and the desk;
+    None when the CRM can't be set up (logged): articles then answer as written and the LLM brain is off."""
+    try:
+        crm = create_crm(settings.crm)
+    except Exception:
+        log.exception("app: the CRM could not be set up; order numbers are not looked up")
+        return None
+    return OrderStatus(crm, prompts.texts, lambda: prompts.compensation, settings.crm.timeout_s)
+
+
 def build_brain(
-    settings: Settings, index: KnowledgeIndex, analyzer: Analyzer, prompts: PromptStore, examples: TriageExamples
+    settings: Settings,
+    index: KnowledgeIndex,
+    analyzer: Analyzer,
+    prompts: PromptStore,
+    examples: TriageExamples,
+    orders: OrderStatus | None,
 ) -> tuple[Analyzer, Responder]:
     """The LLM agent when `llm.provider: openai`, else (or when it can't be built) the offline brain."""
-    offline = OfflineResponder(index)
+    offline = OfflineResponder(index, orders)
     if settings.llm.provider != "openai":
         return analyzer, offline
     try:  # imported here: without an LLM, langchain is never loaded
@@ -104,10 +122,11 @@ def build_brain(
         from bot.llm.analysis import LLMAnalyzer
         from bot.llm.model import create_chat_model
         from bot.responders.llm import LLMResponder
-        from connectors.crm import create_crm
 
+        if orders is None:
+            raise ValueError("the LLM agent needs the CRM (see the error above)")
         model = create_chat_model(settings.llm)
-        crm = create_crm(settings.crm)
+        crm = orders.crm
         responder = LLMResponder(model, index, crm, prompts, settings.llm, offline, settings.crm.timeout_s)
         if settings.llm.analysis:
             analyzer = LLMAnalyzer(
@@ -173,10 +192,11 @@ async def build_app(settings: Settings, *, ingest: bool = True) -> App:
     )
     outbox = Outbox(transactions, settings.outbox)
     channel = queue_channel(settings)
-    analyzer, responder = build_brain(settings, index, analyzer, prompts, examples)
+    orders = build_orders(settings, prompts)
+    analyzer, responder = build_brain(settings, index, analyzer, prompts, examples, orders)
     policy = HandoffPolicy(settings.automation)
     hours = BusinessHours(settings.business_hours)
-    desk = Desk(transactions, analyzer, responder, policy, texts, outbox, channel, hours)
+    desk = Desk(transactions, analyzer, responder, policy, texts, outbox, channel, hours, orders)
     operators = OperatorActions(
         session_factory, texts, outbox, channel, index, build_judge(settings, prompts), examples
     )

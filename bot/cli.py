@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import json
 import logging
 import os
@@ -89,6 +90,12 @@ def _parser() -> argparse.ArgumentParser:
     check = prompts.add_parser("check", help="validate prompts/*.yaml (for CI); exit 1 on any problem")
     check.add_argument("path", nargs="?", type=Path, help="prompt folder (default: prompts.path)")
     check.set_defaults(handler=_prompts_check)
+
+    crm = commands.add_parser("crm", help="the CRM").add_subparsers(dest="crm_command", required=True)
+    crm_check = crm.add_parser("check", help="what the desk reads from the CRM for one order, mapped (crm.fields)")
+    crm_check.add_argument("order_id")
+    crm_check.add_argument("--json", action="store_true")
+    crm_check.set_defaults(handler=_crm_check)
 
     report = commands.add_parser("report", help="metrics from the event log: FRT, automation, CSAT, ROI")
     report.add_argument("--since", default="7d", help="7d, 24h, 30d, ... or a date such as 2026-11-01 (default 7d)")
@@ -294,6 +301,60 @@ async def _prompts_check(settings: Settings, args: argparse.Namespace) -> int:
     if not problems:
         print(f"{folder}: prompts OK")
     return 1 if problems else 0
+
+
+async def _crm_check(settings: Settings, args: argparse.Namespace) -> int:
+    """Exit 0 when the order was read, 1 when the CRM does not know it or could not be asked."""
+    from bot.llm.compensation import load_policy
+    from bot.llm.orders import CRMUnavailable
+    from bot.orders.status import facts_of
+    from connectors.crm import create_crm
+    from connectors.crm.http import DEFAULT_FIELDS
+
+    try:
+        crm = create_crm(settings.crm)
+    except ValueError as exc:
+        raise _UsageError(str(exc)) from None
+    policy = load_policy(settings.prompts.path / "compensation.yaml")
+    mapped = {**DEFAULT_FIELDS, **settings.crm.fields} if settings.crm.provider == "http" else {}
+    try:
+        async with asyncio.timeout(settings.crm.timeout_s):
+            order = await crm.order(args.order_id)
+    except (CRMUnavailable, TimeoutError) as exc:
+        print(f"{settings.crm.provider} CRM: could not be asked: {exc or 'no answer in crm.timeout_s'}")
+        return 1
+    if order is None:
+        print(f"{settings.crm.provider} CRM: no order {args.order_id}")
+        return 1
+    today = datetime.date.today()
+    facts = facts_of(order, today)
+    offer = policy.decide(order, today=today)
+    read = {
+        "order_id": order.order_id,
+        "status": order.status,
+        "promised": order.promised.isoformat() if order.promised else None,
+        "delivered": order.delivered.isoformat() if order.delivered else None,
+        "expected": order.expected.isoformat() if order.expected else None,
+        "tracking_url": order.tracking_url or None,
+        "customer": order.customer or None,
+        "total": order.total,
+    }
+    derived = {
+        "days_late": facts.days_late,
+        "problem": facts.note or None,
+        "compensation": f"{offer.percent}% promo code ({offer.rule})" if offer else None,
+    }
+    if args.json:
+        print(json.dumps({"provider": settings.crm.provider, "fields": read, "mapped_from": mapped, **derived}))
+        return 0
+    print(f"{settings.crm.provider} CRM, order {args.order_id}:")
+    for ours, value in read.items():
+        source = f"  (CRM field {mapped[ours]!r})" if ours in mapped else ""
+        missing = "  ← absent from the answer" if ours in order.unmapped else ""
+        print(f"  {ours:<13}{'—' if value is None else value}{source}{missing}")
+    for name, value in derived.items():
+        print(f"  {name:<13}{'—' if value is None else value}")
+    return 0
 
 
 async def _report(settings: Settings, args: argparse.Namespace) -> int:

@@ -23,9 +23,11 @@ from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
 from bot.analyzer import Analyzer
-from bot.domain import Analysis, Answer, Author, Decision, Inbound, Reason, State, spent
+from bot.domain import Analysis, Answer, Author, Decision, Inbound, OrderFacts, Reason, State, spent
 from bot.hours import BusinessHours
 from bot.journal import record_event, send_to_customer
+from bot.orders.conversation import ask_once, continue_topic, with_orders
+from bot.orders.status import OrderStatus
 from bot.outbox import Outbox, enqueue
 from bot.pilot import Cohort
 from bot.policy import HandoffPolicy
@@ -59,6 +61,8 @@ class Context:
     repeats_by_topic: dict[str, int]
     language: str = ""  # the conversation's, for a message with no language of its own ("10234", "👍")
     answered_last: bool = False  # the last message was the bot's answer: thanks now confirms it
+    awaited_topic: str = ""  # the bot's last message asked for an order number under this topic
+    orders: tuple[str, ...] = ()  # order numbers the customer gave since the conversation was last resolved
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,7 @@ class Desk:
         outbox: Outbox,
         queue_channel: str,
         hours: BusinessHours | None = None,
+        orders: OrderStatus | None = None,
     ) -> None:
         self._transactions = transactions
         self._analyzer = analyzer
@@ -92,6 +97,7 @@ class Desk:
         self._outbox = outbox
         self.queue_channel = queue_channel
         self._hours = hours  # None: always open
+        self._orders = orders  # None: handoff cards carry no CRM status
         self.clock: Callable[[], datetime] = utcnow  # what "now" is for business hours (tests set it)
         self._locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = weakref.WeakValueDictionary()
         self.observers: list[Callable[[Decision, float], None]] = []  # e.g. live metrics: (decision, seconds)
@@ -113,15 +119,19 @@ class Desk:
                 return Decision("duplicate", conversation_id=0)
             analysis: Analysis | None = None
             answer: Answer | None = None
+            order: OrderFacts | None = None
             if context.state not in OWNED and (text or inbound.kind in SMALL_TALK_KINDS):
                 hint = context.language or inbound.language_hint
                 analysis = await self._analyzer.analyse(text, hint, inbound.kind)
                 if analysis.small_talk is not None:
                     answer = self._small_talk_answer(analysis)
                 elif inbound.kind == "text":
-                    answer = await self._respond(text, analysis, context.history)
+                    analysis = with_orders(analysis, context.orders)
+                    analysis = continue_topic(analysis, context.awaited_topic, self._policy.unsure(analysis))
+                    answer = ask_once(await self._respond(text, analysis, context.history), context.awaited_topic)
+                    order = await self._order_for_card(inbound, analysis, answer, context)
             try:
-                record = partial(self._record, inbound, text, analysis, answer, context, arrived, started)
+                record = partial(self._record, inbound, text, analysis, answer, order, context, arrived, started)
                 decision = await self._transactions.run(record)
             except IntegrityError:  # the same message arrived twice at once: the other copy won
                 return Decision("duplicate", conversation_id=0)
@@ -144,6 +154,20 @@ class Desk:
         assert analysis.small_talk is not None
         return Answer(self._texts.render(analysis.small_talk.text_name, analysis.language), 1.0)
 
+    async def _order_for_card(
+        self, inbound: Inbound, analysis: Analysis, answer: Answer, context: Context
+    ) -> OrderFacts | None:
+        """The CRM's word on the order the conversation mentions, for a message going to an operator."""
+        if answer.order is not None or self._orders is None:
+            return answer.order
+        numbers = analysis.orders
+        repeats = context.repeats_by_topic.get(analysis.topic or "", 0)
+        cohort = self._policy.cohort(inbound.channel, inbound.chat_id)
+        if not numbers or not self._policy.reasons(analysis, answer, repeats, cohort):
+            return None  # nothing to show, or an answer, not a card: the CRM is not asked
+        facts, _ = await self._orders.check(numbers[-1])
+        return facts
+
     async def _respond(self, text: str, analysis: Analysis, history: list[tuple[str, str]]) -> Answer:
         try:
             return await self._responder.respond(text, analysis, history)
@@ -157,6 +181,7 @@ class Desk:
         text: str,
         analysis: Analysis | None,
         answer: Answer | None,
+        order: OrderFacts | None,
         context: Context,
         arrived: datetime,
         started: float,
@@ -237,7 +262,7 @@ class Desk:
                 else _recent(session, conversation_id, latest.resolved_at)
             )
             handoff_id = self._hand_off(
-                session, customer, conversation_id, text, analysis, answer, reasons, inbound.kind, cohort, last
+                session, customer, conversation_id, text, analysis, answer, order, reasons, inbound.kind, cohort, last
             )
             return Decision("handoff", conversation_id, analysis, answer, reasons, handoff_id)
         assert analysis is not None and answer is not None
@@ -261,13 +286,19 @@ class Desk:
         started: float,
         cohort: Cohort,
     ) -> None:
-        # A reply without sources (e.g. "what's your order number?") asks rather than answers: not a repeat.
-        topic = analysis.topic if answer.sources else None
-        meta = {"topic": topic, "confidence": round(answer.confidence, 4), "sources": list(answer.sources)}
+        # A reply that asks (e.g. "what's your order number?") rather than answers is not a repeat.
+        topic = analysis.topic if answer.sources and not answer.awaits_order else None
+        meta: dict[str, Any] = {"topic": topic, "confidence": round(answer.confidence, 4)}
+        meta["sources"] = list(answer.sources)
+        if answer.awaits_order:
+            meta["awaits_order"] = analysis.topic  # the next message with a number goes on with this topic
         _reply(session, customer, conversation_id, answer.text, meta)
-        send_to_customer(
-            session, customer, conversation_id, answer.text, buttons="feedback", sources=list(answer.sources)
-        )
+        if answer.awaits_order:  # a question back, not an answer: nothing to rate, no source to cite
+            send_to_customer(session, customer, conversation_id, answer.text)
+        else:
+            send_to_customer(
+                session, customer, conversation_id, answer.text, buttons="feedback", sources=list(answer.sources)
+            )
         record_event(
             session,
             conversation_id,
@@ -307,6 +338,7 @@ class Desk:
         text: str,
         analysis: Analysis | None,
         answer: Answer | None,
+        order: OrderFacts | None,
         reasons: tuple[Reason, ...],
         kind: str,
         cohort: Cohort,
@@ -338,6 +370,7 @@ class Desk:
                 "confidence": round(answer.confidence, 4) if answer else 0.0,
                 **card,
                 "actions": list(answer.actions) if answer else [],  # e.g. a compensation awaiting Send
+                "order": order.as_data() if order else None,  # the CRM's status of the order mentioned
                 "escalation": escalation.label if escalation else None,
                 "last_messages": last,
             },
@@ -379,15 +412,20 @@ def _context(inbound: Inbound, session: Session) -> Context:
         return Context(True, None, [], {})
     rows = session.execute(_HISTORY, {"conversation_id": latest.id}).all()
     answered_last = bool(rows) and rows[0].author == Author.BOT and bool(rows[0].meta.get("topic"))
+    awaited = str(rows[0].meta.get("awaits_order") or "") if rows and rows[0].author == Author.BOT else ""
     since = latest.resolved_at
     repeats: dict[str, int] = {}
+    orders: list[str] = []
     for message in rows:
         if since is not None and message.created_at <= since:
             break
         if message.author == Author.BOT and message.meta.get("topic"):
             repeats[message.meta["topic"]] = repeats.get(message.meta["topic"], 0) + 1
+        if message.author == Author.CUSTOMER:
+            orders[:0] = message.meta.get("slots", {}).get("orders", [])
     history = [(m.author, m.text) for m in reversed(rows) if m.author != Author.NOTE]
-    return Context(False, State(latest.state), history, repeats, latest.language or "", answered_last)
+    language = latest.language or ""
+    return Context(False, State(latest.state), history, repeats, language, answered_last, awaited, tuple(orders))
 
 
 def _customer(session: Session, inbound: Inbound, analysis: Analysis | None) -> tuple[CustomerRow, bool]:

@@ -55,6 +55,9 @@ class Reason(StrEnum):
     ESCALATION = "escalation"  # an escalation topic (prompts/escalation.yaml): never answered alone
     SUGGEST_MODE = "suggest_mode"  # automation.mode: suggest — every answer goes out through an operator
     COPILOT_COHORT = "copilot_cohort"  # mode auto, but the customer is outside the pilot cohort (bot/pilot.py)
+    ORDER_NOT_CHECKED = "order_not_checked"  # the CRM does not know the order, or could not be asked
+    COMPENSATION = "compensation"  # the policy allows a compensation: only an operator may send it
+    PROMISE_WITHHELD = "promise_withheld"  # the AI's reply promised money, a refund, a deadline…: not used
 
     @property
     def label(self) -> str:
@@ -76,6 +79,9 @@ _REASON_LABELS = {
     Reason.ESCALATION: "never answered by the bot alone",
     Reason.SUGGEST_MODE: "suggest mode: every answer goes through an operator",
     Reason.COPILOT_COHORT: "customer outside the pilot: every answer goes through an operator",
+    Reason.ORDER_NOT_CHECKED: "the order could not be checked in the CRM",
+    Reason.COMPENSATION: "a compensation awaits an operator's approval",
+    Reason.PROMISE_WITHHELD: "the AI promised what only a person may (money, refund, deadline): withheld",
 }
 
 
@@ -170,6 +176,35 @@ class Analysis:
     escalation: Escalation | None = None
     small_talk: SmallTalk | None = None
     slots: Slots = field(default_factory=Slots)
+    orders: tuple[str, ...] = ()  # the conversation's order numbers since it was last resolved, the latest last
+
+
+class OrderCheck(StrEnum):
+    """What asking the CRM about an order came to."""
+
+    FOUND = "found"
+    NOT_FOUND = "not_found"
+    UNAVAILABLE = "crm_unavailable"  # down, slow or an answer it could not read
+
+
+@dataclass(frozen=True)
+class OrderFacts:
+    """What the CRM said about an order the conversation mentions, as an operator's card shows it."""
+
+    order_id: str
+    check: OrderCheck
+    status: str = ""  # processing | in_transit | delivered | lost | cancelled (when found)
+    days_late: int | None = None  # None: not known (not found, CRM down, or no promised date in its answer)
+    note: str = ""  # a setup problem an admin can fix, e.g. "lateness unknown: map crm.fields.promised"
+
+    def as_data(self) -> dict[str, Any]:
+        return {
+            "order_id": self.order_id,
+            "check": str(self.check),
+            "status": self.status,
+            "days_late": self.days_late,
+            "note": self.note,
+        }
 
 
 @dataclass(frozen=True)
@@ -183,6 +218,13 @@ class Answer:
     summary: str = ""  # a brain's own paragraph for the operator card ('' = the desk writes one)
     notice: str = ""  # on a handoff, what the customer is told instead of the generic handoff text
     usage: Usage = Usage()  # every model call the brain made for this answer
+    order: OrderFacts | None = None  # the order the answer looked up in the CRM
+    awaits_order: bool = False  # the reply asks for an order number: the next message with one continues the topic
+    withheld: bool = False  # the brain's reply promised what only an operator may: neither sent nor drafted
+
+    @property
+    def offers_compensation(self) -> bool:
+        return any(action.get("type") == "compensation" for action in self.actions)
 
 
 @dataclass(frozen=True)

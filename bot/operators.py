@@ -24,7 +24,7 @@ from sqlmodel import col, select
 from bot.analysis.intent import only_asks_for_a_person
 from bot.analysis.language import detect_language
 from bot.analysis.sentiment import score_sentiment
-from bot.domain import Author, State
+from bot.domain import Author, Reason, State
 from bot.journal import record_event, send_to_customer
 from bot.knowledge.index import KnowledgeIndex
 from bot.outbox import Outbox, enqueue
@@ -497,6 +497,8 @@ class OperatorActions:
         )
         if handoff is None or not handoff.question:
             return None
+        if Reason.COMPENSATION in handoff.reasons:
+            return None  # an offer for one customer's order (its promo code) is no answer for anyone else
         question: str | None = handoff.question
         if only_asks_for_a_person(handoff.question):
             question = await OperatorActions._asked_before(session, handoff)

@@ -63,8 +63,21 @@ AGENT_PROMPTS: dict[str, set[str]] = {
     "rules": set(),
     "analysis": {"topics"},
     "fallback": set(),
+}
+# What bot.orders renders from texts.yaml for both brains (order status, compensation), with its variables.
+ORDER_TEXTS: dict[str, set[str]] = {
     "ask_order_number": set(),
+    "order_processing": {"order_id"},
+    "order_in_transit": {"order_id"},
+    "order_delivered": {"order_id", "date"},
+    "order_lost": {"order_id"},
+    "order_cancelled": {"order_id"},
+    "order_expected": {"date"},
+    "order_late": {"days", "date"},
+    "order_tracking": {"url"},
+    "order_unknown": {"order_id"},
     "crm_unavailable": {"order_id"},
+    "order_handoff": set(),
     "compensation_offer": {"order_id", "days_late", "percent", "code", "valid_days"},
     "compensation_lost": {"order_id", "percent", "code", "valid_days"},
 }
@@ -101,7 +114,7 @@ def _load(path: Path) -> Loaded:
     if path.name == OFF_TOPIC:
         return load_off_topic(path, LANGUAGES)
     texts = load_texts(path, LANGUAGES)
-    required = {TEXTS: TEXTS_PROMPTS, AGENT: AGENT_PROMPTS, JUDGE: JUDGE_PROMPTS}.get(path.name)
+    required = {TEXTS: TEXTS_PROMPTS | ORDER_TEXTS, AGENT: AGENT_PROMPTS, JUDGE: JUDGE_PROMPTS}.get(path.name)
     if required:
         _require(path, texts, required)
     return texts
@@ -140,17 +153,16 @@ class PromptStore:
     def open(cls, folder: Path, interval_s: float = 1.0, agent: bool = True) -> PromptStore:
         """Load the files; a broken file at start-up is an error (there is no last good version yet)."""
         store = cls(folder, interval_s)
-        for name in (TEXTS, ESCALATION, OFF_TOPIC):
+        for name in (TEXTS, COMPENSATION, ESCALATION, OFF_TOPIC):
             store._add(name)
         if agent:
             store.load_agent()
         return store
 
     def load_agent(self) -> None:
-        """Load the LLM agent's files too (agent.yaml, compensation.yaml); PromptError when one is broken."""
-        for name in (AGENT, COMPENSATION):
-            if name not in self._files:
-                self._add(name)
+        """Load the LLM agent's file too (agent.yaml); PromptError when it is broken."""
+        if AGENT not in self._files:
+            self._add(AGENT)
 
     def load_judge(self) -> None:
         """Load the reply-quality judge's file (judge.yaml); PromptError when it is broken."""

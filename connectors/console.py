@@ -20,6 +20,7 @@ from bot.app import App
 from bot.desk import LATEST_CONVERSATION
 from bot.domain import Inbound
 from bot.operators import ActionResult
+from bot.orders.card import order_fields
 from bot.storage.models import Delivery, Handoff, Message
 
 CHANNEL, QUEUE = "console", "console-queue"
@@ -66,6 +67,8 @@ class ConsoleQueue:
             escalation = f" ({p['escalation']})" if p.get("escalation") else ""
             self._write(f"why:      {', '.join(p['reasons'])}{escalation}")
             self._write(f"summary:  {p['summary']}")
+            for label, value in order_fields(p):
+                self._write(f"{(label.lower() + ':').ljust(9)} {value}")
             sources = ", ".join(p["sources"]) or "-"
             self._write(f"draft (confidence {p['confidence']}, sources: {sources}):")
             self._write("  " + _indent(p["draft"] or "(none — reply in your own words)", 2))

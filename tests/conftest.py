@@ -88,6 +88,7 @@ def on_shipped_kb(settings: Settings, store: Path) -> Settings:
     settings.knowledge.path = REPO / "knowledge"
     settings.knowledge.store = store
     settings.automation.min_confidence = 0.35
+    settings.automation.negative_sentiment = -0.9  # as config.yaml: a problem report is not an angry customer
     return settings
 
 

@@ -483,7 +483,7 @@ async def test_unknown_keys_and_languages_are_indexed_with_a_warning_naming_the_
     assert report.errors == [] and report.added == 6
     assert sorted(report.warnings) == [
         ("de/gift.md", "lang 'de' is not a language the desk detects (en, ru)"),
-        ("en/typo.md", "unknown key 'questons' ignored; the keys are id, title, lang, tags, questions"),
+        ("en/typo.md", "unknown key 'questons' ignored; the keys are id, title, lang, tags, questions, tool"),
     ]
 
 

@@ -109,7 +109,7 @@ async def test_a_broken_edit_keeps_the_last_good_version_answering_and_a_typo_is
         await asyncio.sleep(0.02)
     assert (
         told[1]
-        == "Knowledge file gift.md: unknown key 'questons' ignored; the keys are id, title, lang, tags, questions"
+        == "Knowledge file gift.md: unknown key 'questons' ignored; the keys are id, title, lang, tags, questions, tool"
     )
 
 

@@ -468,3 +468,28 @@ async def test_llm_sentiment_score_is_made_to_agree_with_its_label(
             assert ("llm analysis: sentiment" in caplog.text) is (score != a.sentiment_score)
     finally:
         await app.close()
+
+
+async def test_an_unknown_topic_from_the_llm_is_replaced_by_the_offline_one_and_logged(
+    tmp_path: Path, fake: FakeOpenAI, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = await build_app(llm_settings(tmp_path, fake, analysis=True))
+    try:
+        fake.script(analysis("free-money-policy", "neutral", 0.0), final("See the returns article."))
+        a = (await Desk(app).say("How do I return an item?")).analysis
+        assert a.topic == "returns-policy" and "topic 'free-money-policy' is not a candidate" in caplog.text
+    finally:
+        await app.close()
+
+
+@pytest.mark.parametrize("confidence", [1.7, -0.4])
+async def test_an_answer_confidence_outside_0_1_is_replaced_by_the_analysis_and_logged(
+    desk: Desk, fake: FakeOpenAI, caplog: pytest.LogCaptureFixture, confidence: float
+) -> None:
+    fake.script(
+        call_tools(("search_knowledge", {"query": "pay"})),
+        final("We accept cards.", ["payment-methods"], confidence=confidence),
+    )
+    decision = await desk.say("Can I pay by card?")
+    assert decision.answer.confidence == decision.analysis.confidence != confidence
+    assert f"confidence {confidence!r} outside 0..1" in caplog.text

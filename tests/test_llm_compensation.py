@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from bot.llm.compensation import load_policy, unapproved_offer
+from bot.llm.compensation import load_policy
 from bot.llm.orders import Order
+from bot.llm.promises import unapproved_promise
 from bot.texts import PromptError
 from tests import test_llm
 from tests.fakes.openai_server import FakeOpenAI, call_tools
@@ -75,14 +76,15 @@ async def test_a_broken_policy_names_the_file_and_the_rule(tmp_path: Path, text:
         ("Вот скидка 30 процентов.", 10, "", True),
         ("I have issued a full refund.", 10, "", True),
         ("Мы вернём вам деньги за заказ.", 0, "", True),
-        ("You get a refund within 14 days of the return.", 0, "A refund is paid within 14 days.", False),
+        # the article describes refunds; the model would be granting one to this customer
+        ("You get a refund within 14 days of the return.", 0, "A refund is paid within 14 days.", True),
         ("Members save 5% on delivery.", 0, "Members save 5% on delivery.", False),
     ],
 )
 async def test_answers_promising_more_than_the_policy_are_caught(
     text: str, approved: int, grounded: str, refused: bool
 ) -> None:
-    assert bool(unapproved_offer(text, approved, grounded)) is refused
+    assert bool(unapproved_promise(text, approved, grounded)) is refused
 
 
 # -- the seed scenario through the desk: late order -> draft with the offer -> operator Send ------------

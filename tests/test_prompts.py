@@ -40,12 +40,13 @@ def test_the_shipped_prompts_are_valid() -> None:
     ("file", "old", "new", "expected"),
     [
         (
-            "agent.yaml",
-            "variables: [order_id]",
-            "variables: []",
-            "agent.yaml: text 'crm_unavailable' (en): unknown variable {order_id}",
+            "texts.yaml",
+            "crm_unavailable:\n  variables: [order_id]",
+            "crm_unavailable:\n  variables: []",
+            "texts.yaml: text 'crm_unavailable' (en): unknown variable {order_id}",
         ),
-        ("agent.yaml", '  ru: "Подскажите', '  de: "Подскажите', "text 'ask_order_number': missing language ru"),
+        ("texts.yaml", '  ru: "Подскажите', '  de: "Подскажите', "text 'ask_order_number': missing language ru"),
+        ("texts.yaml", "order_late:\n", "order_lateness:\n", "texts.yaml: prompt 'order_late' is missing"),
         ("agent.yaml", "fallback:\n", "fallback_old:\n", "agent.yaml: prompt 'fallback' is missing"),
         ("agent.yaml", "tone:\n  variables: []", "tone:\n  variables: [] [", "agent.yaml: not valid YAML"),
         (
@@ -62,7 +63,7 @@ def test_the_shipped_prompts_are_valid() -> None:
         ("off_topic.yaml", "sport:\n  en:", "sport:\n  en: []\n  xx:", "'sport' (en): expected a non-empty list"),
         ("off_topic.yaml", "weather:\n", "weather: [\n", "off_topic.yaml: not valid YAML"),
         (
-            "agent.yaml",
+            "texts.yaml",
             "variables: [order_id, percent, code, valid_days]\n  en: \"We're very sorry",
             "variables: [order_id, percent, code, valid_days, days_late]\n  en: \"{days_late} days: We're very sorry",
             "prompt 'compensation_lost' (en): unknown variable 'days_late'",

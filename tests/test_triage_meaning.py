@@ -14,7 +14,7 @@ import pytest_asyncio
 
 from bot.analytics.report import build_report
 from bot.app import App, build_app
-from bot.domain import Inbound, Reason
+from bot.domain import Decision, Inbound, Reason
 from bot.embeddings import cpu_has_avx2
 from connectors.console import ConsoleChat
 from tests.conftest import Recorder, make_settings, on_shipped_kb
@@ -75,11 +75,60 @@ async def test_ordinary_questions_are_not_escalated_or_out_of_scope(sample_app: 
 
 async def test_an_order_number_does_not_change_what_the_question_means(sample_app: App) -> None:
     plain = await sample_app.desk.preview("Где мой заказ?")
-    numbered = await sample_app.desk.preview("Где мой заказ? NW-4829173")
+    numbered = await sample_app.desk.preview("Где мой заказ? №10236")  # in the demo CRM, not late
     assert plain.analysis is not None and numbered.analysis is not None
     assert numbered.analysis.topic == plain.analysis.topic == "order-tracking"
     assert abs(numbered.analysis.confidence - plain.analysis.confidence) < 1e-6
     assert numbered.action == plain.action == "answer"
+
+
+# -- the late-order scenario on the shipped help centre, the bundled encoder and the demo CRM ----------
+
+
+class Customer:
+    def __init__(self, app: App, chat: str) -> None:
+        self.app, self.chat, self.heard, self.queue = app, chat, Recorder(), Recorder()
+        app.outbox.register("test", self.heard)
+        app.outbox.register(app.desk.queue_channel, self.queue)
+
+    async def say(self, text: str) -> Decision:
+        decision = await self.app.desk.receive(said(text, self.chat))
+        await self.app.outbox.deliver_due()
+        return decision
+
+
+async def test_where_is_my_order_is_answered_in_russian_with_its_status(sample_app: App) -> None:
+    customer = Customer(sample_app, "order-ru")
+    decision = await customer.say("Где мой заказ 10234?")  # in transit, 5 days late
+    assert decision.analysis is not None and decision.analysis.topic == "order-tracking"
+    assert customer.heard.texts()[-1].startswith("Заказ 10234 в пути. Он опаздывает на 5 дн.")
+
+
+async def test_a_late_order_is_handed_off_with_its_lateness_and_the_15_percent_code(sample_app: App) -> None:
+    customer = Customer(sample_app, "order-en")
+    decision = await customer.say("My order 10237 hasn't arrived")
+    assert decision.action == "handoff" and Reason.COMPENSATION in decision.reasons
+    card = customer.queue.sent[-1].payload
+    assert card["order"]["days_late"] == 9 and "15% promo code" in card["draft"] and "SORRY15-" in card["draft"]
+
+
+async def test_the_number_sent_after_the_question_reaches_the_same_result_in_russian(sample_app: App) -> None:
+    customer = Customer(sample_app, "order-ask")
+    asked = await customer.say("Не пришёл заказ")
+    assert asked.action == "answer" and "номер заказа" in customer.heard.texts()[-1]
+    decision = await customer.say("10237")
+    assert decision.action == "handoff" and Reason.COMPENSATION in decision.reasons
+    card = customer.queue.sent[-1].payload
+    assert card["language"] == "ru" and "промокод на 15%" in card["draft"]
+    assert customer.heard.texts()[-1].startswith("Заказ 10237 в пути")
+
+
+@pytest.mark.parametrize("text", ["Где мой заказ 99999?", "My order 88888 never arrived"])
+async def test_an_order_the_crm_does_not_know_gets_a_polite_text_and_a_person(sample_app: App, text: str) -> None:
+    customer = Customer(sample_app, f"order-unknown-{text[:6]}")
+    decision = await customer.say(text)
+    assert decision.action == "handoff" and Reason.ORDER_NOT_CHECKED in decision.reasons
+    assert "заказ 99999" in customer.heard.texts()[-1] or "order 88888" in customer.heard.texts()[-1]
 
 
 async def test_the_report_counts_handoffs_by_escalation_topic(sample_app: App) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,14 @@ _Loader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _LANG = re.compile(r"^[a-z]{2,3}$")
 _HEADING = re.compile(r"^#{1,6}\s")
-KEYS = ("id", "title", "lang", "tags", "questions")
+KEYS = ("id", "title", "lang", "tags", "questions", "tool")
+
+
+class ArticleTool(StrEnum):
+    """What an article may opt in to with `tool:` in its front matter: the answer comes from a tool."""
+
+    NONE = ""
+    ORDER_STATUS = "order_status"  # the order's status from the CRM (bot.orders), when the customer gave a number
 
 
 class ArticleError(ValueError):
@@ -45,6 +53,7 @@ class Article:
     tags: tuple[str, ...] = ()
     questions: tuple[str, ...] = ()
     path: str = ""
+    tool: ArticleTool = ArticleTool.NONE
     warnings: tuple[str, ...] = field(default=(), compare=False)  # indexed all the same, but likely a mistake
 
 
@@ -79,6 +88,10 @@ def parse_article(text: str, path: str = "") -> Article:
     warnings = [f"unknown key {key!r} ignored; the keys are {', '.join(KEYS)}" for key in meta if key not in KEYS]
     if lang not in LANGUAGES:
         warnings.append(f"lang {lang!r} is not a language the desk detects ({', '.join(LANGUAGES)})")
+    tool = _text(meta, "tool")
+    if tool not in set(ArticleTool):
+        known = ", ".join(t.value for t in ArticleTool if t.value)
+        raise ArticleError(f"unknown tool {tool!r}: expected one of {known}")
     return Article(
         id=article_id,
         title=title,
@@ -87,6 +100,7 @@ def parse_article(text: str, path: str = "") -> Article:
         tags=_strings(meta.get("tags"), "tags", single=True),
         questions=_strings(meta.get("questions"), "questions", single=False),
         path=path,
+        tool=ArticleTool(tool),
         warnings=tuple(warnings),
     )
 

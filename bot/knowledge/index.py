@@ -26,7 +26,7 @@ import numpy as np
 
 from bot.config import KnowledgeSettings
 from bot.embeddings import Embedder
-from bot.knowledge.articles import Article, ArticleError, article_files, chunk_text, decode_article
+from bot.knowledge.articles import Article, ArticleError, ArticleTool, article_files, chunk_text, decode_article
 from bot.knowledge.classifier import TopicClassifier, fingerprint
 
 log = logging.getLogger(__name__)
@@ -61,6 +61,7 @@ class ArticleText:
     lang: str
     title: str
     chunks: tuple[str, ...]
+    tool: ArticleTool = ArticleTool.NONE
 
     @property
     def body(self) -> str:
@@ -238,6 +239,7 @@ class KnowledgeIndex:
             "tags": ",".join(article.tags),
             "path": path,
             "hash": digest,
+            "tool": str(article.tool),
         }
         asked = [article.title, *article.questions]  # said the way a customer asks: embedded as queries
         chunks = chunk_text(article.body, self._chunk_chars)
@@ -394,7 +396,8 @@ class KnowledgeIndex:
         for lang in [*languages, *sorted(by_lang)]:
             if lang in by_lang:
                 parts = sorted(by_lang[lang])
-                return ArticleText(article_id, lang, parts[0][1], tuple(p[2] for p in parts))
+                tool = ArticleTool(parts[0][3]) if parts[0][3] in set(ArticleTool) else ArticleTool.NONE
+                return ArticleText(article_id, lang, parts[0][1], tuple(p[2] for p in parts), tool)
         return None
 
     async def close(self) -> None:
@@ -404,9 +407,10 @@ class KnowledgeIndex:
         return int(self._collection.count())
 
 
-def _chunks_by_lang(got: Any) -> dict[str, list[tuple[int, str, str]]]:
-    """A Chroma get of chunk records as {lang: [(n, title, text)]}."""
-    by_lang: dict[str, list[tuple[int, str, str]]] = {}
+def _chunks_by_lang(got: Any) -> dict[str, list[tuple[int, str, str, str]]]:
+    """A Chroma get of chunk records as {lang: [(n, title, text, tool)]}."""
+    by_lang: dict[str, list[tuple[int, str, str, str]]] = {}
     for meta, doc in zip(got["metadatas"] or [], got["documents"] or [], strict=True):
-        by_lang.setdefault(str(meta["lang"]), []).append((int(meta["n"]), str(meta["title"]), str(doc)))
+        row = (int(meta["n"]), str(meta["title"]), str(doc), str(meta.get("tool", "")))
+        by_lang.setdefault(str(meta["lang"]), []).append(row)
     return by_lang

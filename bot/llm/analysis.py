@@ -96,6 +96,8 @@ def merge(offline: Analysis, found: MessageAnalysis) -> Analysis:
     """The LLM's reading, bounded by what code knows: known topics only, and a wish for a human never lost."""
     known = {m.article_id for m in offline.matches}
     topic = found.topic if found.topic in known else offline.topic
+    if found.topic is not None and found.topic not in known:  # invented, or not among this message's candidates
+        log.warning("llm analysis: topic %r is not a candidate; keeping %r", found.topic[:80], offline.topic)
     matches = offline.matches
     if topic != offline.topic and topic is not None:  # the LLM's topic first, so the offline answer follows it
         matches = tuple(sorted(matches, key=lambda m: m.article_id != topic))

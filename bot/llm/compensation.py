@@ -9,7 +9,6 @@ plays no part. The offer goes into a draft; only an operator's Send delivers it.
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -18,7 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bot.llm.orders import Order
-from bot.texts import PromptError, read_yaml
+from bot.texts import PromptError, Texts, read_yaml
 
 
 class Rule(BaseModel):
@@ -39,7 +38,8 @@ class CompensationPolicy(BaseModel):
     valid_days: int = Field(default=30, gt=0)
 
     def rule_for(self, order: Order, today: date | None = None) -> Rule | None:
-        late = order.days_late(today)
+        """The first rule the order meets; a lateness rule never holds when the CRM did not say the promised date."""
+        late = order.days_late(today) if order.lateness_known else 0
         for rule in self.rules:
             if rule.when == "lost" and order.status == "lost":
                 return rule
@@ -89,6 +89,13 @@ class Offer:
             "requires_approval": True,
         }
 
+    def text(self, texts: Texts, language: str) -> str:
+        """The apology with the code, as the draft an operator approves (texts.yaml: compensation_*)."""
+        values = {"order_id": self.order_id, "percent": self.percent, "code": self.code, "valid_days": self.valid_days}
+        if self.rule == "lost":
+            return texts.render("compensation_lost", language, **values)
+        return texts.render("compensation_offer", language, days_late=self.days_late, **values)
+
 
 def load_policy(path: Path) -> CompensationPolicy:
     data = read_yaml(path)
@@ -102,30 +109,3 @@ def load_policy(path: Path) -> CompensationPolicy:
         if rule.percent > policy.max_percent:
             raise PromptError(f"{path}: rules.{i}.percent: {rule.percent} is above max_percent {policy.max_percent}")
     return policy
-
-
-_PERCENT = re.compile(r"(\d{1,3}(?:[.,]\d+)?)\s*(?:%|percent|процент\w*)", re.IGNORECASE)
-_MONEY_BACK = re.compile(
-    r"\b(refund\w*|money back|reimburs\w*|cash ?back"
-    r"|верн\w*\s+(?:вам\s+)?(?:деньг|средств|оплат|стоимост)\w*"
-    r"|возврат\w*\s+(?:денег|средств|оплаты|стоимости)|возмест\w*)",
-    re.IGNORECASE,
-)
-
-
-def unapproved_offer(text: str, approved_percent: int, grounded_in: str = "") -> str:
-    """Why `text` promises more than the approved offer ('' when it doesn't).
-
-    A percentage above the approved one, or a refund, counts unless the cited articles
-    (`grounded_in`) say the same: the knowledge base may talk about refunds, the model may not invent them.
-    """
-    allowed = {float(m.group(1).replace(",", ".")) for m in _PERCENT.finditer(grounded_in)}
-    for match in _PERCENT.finditer(text):
-        value = float(match.group(1).replace(",", "."))
-        if value > approved_percent and value not in allowed:
-            return f"mentions {match.group(0)} while the policy allows {approved_percent}%"
-    grounded = {m.group(0).lower()[:6] for m in _MONEY_BACK.finditer(grounded_in)}
-    for found in _MONEY_BACK.finditer(text):
-        if found.group(0).lower()[:6] not in grounded:
-            return f"promises {found.group(0)!r}, which only an operator may offer"
-    return ""

@@ -22,6 +22,14 @@ class Order:
     delivered: date | None = None
     customer: str = ""
     total: float = 0.0
+    expected: date | None = None  # the carrier's current estimate, when the CRM has one
+    tracking_url: str = ""
+    unmapped: tuple[str, ...] = ()  # our fields the CRM's answer lacked (crm.fields names a field it doesn't send)
+
+    @property
+    def lateness_known(self) -> bool:
+        """False when the CRM's answer lacks the promised date: how late it is can't be told (nor compensated)."""
+        return "promised" not in self.unmapped
 
     def days_late(self, today: date | None = None) -> int:
         """How many days past the promised date it arrived (or, not yet arrived, is now)."""
@@ -33,6 +41,8 @@ class Order:
     def describe(self, today: date | None = None) -> str:
         """What the agent is told: facts only, no customer PII."""
         parts = [f"order {self.order_id}: status {self.status}"]
+        if not self.lateness_known:
+            parts.append("lateness unknown (the CRM sent no promised date)")
         if self.promised:
             parts.append(f"promised for {self.promised.isoformat()}")
         if self.delivered:

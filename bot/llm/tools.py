@@ -69,7 +69,10 @@ def build_tools(
         if order is None:
             return f"There is no order {wanted}. Ask the customer to check the number."
         turn.orders[order.order_id] = order
-        eligible = "yes" if policy().rule_for(order) is not None else "no"
+        if not order.lateness_known:  # a CRM mapping gap, not "on time": the operator sees it on the card
+            eligible = "unknown (the CRM sent no promised date); do not propose one"
+        else:
+            eligible = "yes" if policy().rule_for(order) is not None else "no"
         return f"{order.describe()}. Cite it as order:{order.order_id}. Compensation eligible: {eligible}."
 
     @tool

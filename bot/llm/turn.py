@@ -12,6 +12,7 @@ from bot.llm.orders import Order
 class Turn:
     language: str
     mentioned_orders: list[str]  # order numbers the customer wrote in this conversation
+    offline_confidence: float = 0.0  # the analysis's, standing in for a confidence the model got wrong
     retrieved: dict[str, str] = field(default_factory=dict)  # article id -> the text the agent was shown
     orders: dict[str, Order] = field(default_factory=dict)  # looked up in the CRM during this run
     crm_failed: str | None = None  # the order number whose status could not be checked

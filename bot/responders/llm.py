@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from dataclasses import replace
+from datetime import date
 from typing import Any
 
 from langchain.agents import create_agent
@@ -28,17 +30,19 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from pydantic import BaseModel, Field
 
 from bot.config import LLMSettings
-from bot.domain import Analysis, Answer
+from bot.domain import Analysis, Answer, OrderCheck, OrderFacts
 from bot.knowledge.index import KnowledgeIndex
 from bot.llm import budget
-from bot.llm.compensation import Offer, unapproved_offer
+from bot.llm.compensation import Offer
 from bot.llm.history import recent_messages
 from bot.llm.orders import OrderLookup, find_order_numbers
+from bot.llm.promises import unapproved_promise
 from bot.llm.tools import build_tools
 from bot.llm.turn import Turn
 from bot.llm.usage import TokenMeter
+from bot.orders.status import facts_of
 from bot.ports import Responder
-from bot.prompts import PromptStore
+from bot.prompts import LANGUAGES, PromptStore
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +56,11 @@ class FinalAnswer(BaseModel):
     cited_article_ids: list[str] = Field(
         default_factory=list, description="ids of the articles (and order:<number>) the answer is based on"
     )
-    confidence: float = Field(ge=0, le=1, description="how sure you are the answer is right and complete")
+    # Shown to the model as 0..1 but not enforced here: a wrong value is replaced in `conclude` (and logged)
+    # rather than failing the whole answer.
+    confidence: float = Field(
+        description="how sure you are the answer is right and complete", json_schema_extra={"minimum": 0, "maximum": 1}
+    )
     needs_human: bool = Field(default=False, description="true when a person should handle this")
     reason: str = Field(default="", description="why a person is needed, if so")
     summary: str = Field(default="", description="one paragraph for the support operator")
@@ -90,7 +98,8 @@ class LLMResponder:
         left = budget.remaining(self._settings.budget_s)
         language = analysis.language
         customer_texts = [t for a, t in history if a == "customer"] + [text]
-        turn = Turn(language, list(dict.fromkeys(n for t in customer_texts for n in find_order_numbers(t))))
+        mentioned = list(dict.fromkeys(n for t in customer_texts for n in find_order_numbers(t)))
+        turn = Turn(language, mentioned, analysis.confidence)
         try:
             if left <= 0:
                 raise TimeoutError("no time left in the budget")
@@ -134,51 +143,70 @@ class LLMResponder:
 
     def conclude(self, turn: Turn, final: FinalAnswer) -> Answer:
         """Code's verdict on the agent's answer: what may go out alone, what needs a person."""
-        agent = self._prompts.agent
+        answer = self._verdict(turn, final)
+        looked_up = next(iter(turn.orders.values()), None)
+        if looked_up is None or answer.order is not None:
+            return answer
+        return replace(answer, order=facts_of(looked_up, date.today()))  # the card shows what the CRM said
+
+    def _verdict(self, turn: Turn, final: FinalAnswer) -> Answer:
         lang = turn.language
         draft = final.answer.strip()
         summary = final.summary.strip()[:1000]
         if turn.crm_failed:
             return self._crm_failed(turn, draft, summary)
         if final.ask_order_number and not turn.mentioned_orders and not final.needs_human:
-            return Answer(agent.render("ask_order_number", lang), 1.0, reason="asked for the order number")
+            ask = self._prompts.texts.render("ask_order_number", lang)
+            return Answer(ask, 1.0, reason="asked for the order number", awaits_order=True)
         cited = [c for c in dict.fromkeys(final.cited_article_ids) if c in turn.retrieved]
         orders = [f"order:{o}" for o in turn.orders]
         sources = tuple(cited + orders)
-        confidence = max(0.0, min(1.0, final.confidence))
+        confidence = final.confidence
+        if not (math.isfinite(confidence) and 0.0 <= confidence <= 1.0):
+            log.warning(
+                "llm answer: confidence %r outside 0..1; using the analysis's %.2f", confidence, turn.offline_confidence
+            )
+            confidence = turn.offline_confidence
         offer = turn.offer
         grounded_in = "\n".join(turn.retrieved[c] for c in cited)
-        unsafe = unapproved_offer(draft, offer.percent if offer else 0, grounded_in)
+        approved = offer.percent if offer else 0
+        # What operators read is checked too: a summary claiming a refund nobody made is replaced by the desk's.
+        offered = "\n".join(self._offer_text(offer, language) for language in LANGUAGES) if offer else ""
+        known = f"{grounded_in}\n{offered}"  # a summary may speak of the policy's offer, in any language
+        if summary and unapproved_promise(summary, approved, known):
+            log.warning("llm summary replaced: %s", unapproved_promise(summary, approved, known))
+            summary = ""
+        unsafe = unapproved_promise(draft, approved, grounded_in)
         if unsafe:
             log.warning("llm answer refused: %s", unsafe)
             draft = self._offer_text(offer, lang) if offer else ""
             reason = f"the AI answer {unsafe}; it was withheld"
-            return Answer(draft, confidence, sources, self._actions(offer), True, reason, summary)
+            actions = self._actions(offer)
+            return Answer(draft, confidence, sources, actions, True, reason, summary, withheld=True)
         if offer is not None:
             text = f"{draft}\n\n{self._offer_text(offer, lang)}" if draft else self._offer_text(offer, lang)
             reason = "a compensation needs an operator's approval"
             return Answer(text, confidence, sources, self._actions(offer), True, reason, summary)
         reasons = []
         if final.needs_human or turn.human_requested:
-            reasons.append(turn.human_requested or final.reason or "the agent asked for a person")
+            why = turn.human_requested or final.reason
+            reasons.append(
+                why if why and not unapproved_promise(why, approved, known) else "the agent asked for a person"
+            )
         if not sources:
             reasons.append("the answer cites nothing the agent retrieved")
         return Answer(draft, confidence, sources, (), bool(reasons), "; ".join(reasons), summary)
 
     def _crm_failed(self, turn: Turn, draft: str, summary: str) -> Answer:
         order_id = turn.crm_failed or ""
-        notice = self._prompts.agent.render("crm_unavailable", turn.language, order_id=order_id)
+        notice = self._prompts.texts.render("crm_unavailable", turn.language, order_id=order_id)
         summary = summary or f"The CRM could not be reached for order {order_id}; the status is unknown."
-        return Answer(draft, 0.0, (), (), True, f"CRM unavailable for order {order_id}", summary, notice=notice)
+        facts = OrderFacts(order_id, OrderCheck.UNAVAILABLE)
+        reason = f"CRM unavailable for order {order_id}"
+        return Answer(draft, 0.0, (), (), True, reason, summary, notice=notice, order=facts)
 
     def _offer_text(self, offer: Offer, lang: str) -> str:
-        agent = self._prompts.agent
-        values = {"order_id": offer.order_id, "percent": offer.percent, "code": offer.code}
-        if offer.rule == "lost":
-            return agent.render("compensation_lost", lang, valid_days=offer.valid_days, **values)
-        return agent.render(
-            "compensation_offer", lang, days_late=offer.days_late, valid_days=offer.valid_days, **values
-        )
+        return offer.text(self._prompts.texts, lang)
 
     @staticmethod
     def _actions(offer: Offer | None) -> tuple[dict[str, Any], ...]:

@@ -1,18 +1,25 @@
-"""The offline brain's answer: the best article, in the customer's language, quoted not invented."""
+"""The offline brain's answer: the best article, in the customer's language, quoted not invented.
+
+An article with `tool: order_status` answers with the order's status from the CRM (bot.orders) when the
+conversation carries an order number, and asks for the number when it doesn't."""
 
 from __future__ import annotations
 
 import asyncio
 
 from bot.domain import Analysis, Answer
+from bot.knowledge.articles import ArticleTool
 from bot.knowledge.index import ArticleText, KnowledgeIndex
+from bot.orders.status import OrderStatus
 
 MAX_ANSWER_CHARS = 1500
 
 
 class OfflineResponder:
-    def __init__(self, index: KnowledgeIndex) -> None:
+    def __init__(self, index: KnowledgeIndex, orders: OrderStatus | None = None) -> None:
+        """`orders`: the order-status tool for articles that opt in to it (None: articles only)."""
         self._index = index
+        self._orders = orders
 
     async def respond(self, text: str, analysis: Analysis, history: list[tuple[str, str]]) -> Answer:
         if not analysis.matches:
@@ -31,6 +38,11 @@ class OfflineResponder:
                 needs_human=not best.reusable,
                 reason="" if best.reusable else "an operator's past reply, not approved for reuse",
             )
+        if article.tool == ArticleTool.ORDER_STATUS and self._orders is not None:
+            numbers = analysis.orders or analysis.slots.orders
+            if numbers:
+                return await self._orders.answer(numbers[-1], analysis.language, source, analysis.confidence)
+            return self._orders.ask(analysis.language, source, analysis.confidence)
         return Answer(text=extract(article, best.chunk), confidence=analysis.confidence, sources=(source,))
 
 

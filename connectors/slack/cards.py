@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.domain import Reason
+from bot.orders.card import order_fields
 from connectors.slack.text import clip, escape, quote
 
 Blocks = list[dict[str, Any]]
@@ -99,6 +100,7 @@ def root_card(payload: dict[str, Any], state: CardState | None = None) -> tuple[
         f"*Sentiment*\n{SENTIMENT.get(payload.get('sentiment', ''), payload.get('sentiment') or '—')}",
         f"*Priority*\n{PRIORITY.get(payload.get('priority', ''), payload.get('priority') or '—')}",
         f"*Bot confidence*\n{float(payload.get('confidence') or 0):.2f}",
+        *(f"*{label}*\n{escape(value)}" for label, value in order_fields(payload)),
     ]
     blocks: Blocks = [
         {"type": "header", "text": {"type": "plain_text", "text": clip(f"{customer} · #{conversation_id}", 150)}},
