@@ -222,6 +222,9 @@ class OutboxSettings(Section):
     max_attempts: int = Field(default=12, ge=1)
     backoff_s: float = Field(default=1.0, gt=0)
     max_backoff_s: float = Field(default=300.0, gt=0)
+    lease_s: float = Field(
+        default=10.0, gt=0
+    )  # a claimed row's lease, renewed while it is sent; a dead worker's rows wait this long
 
 
 class AnalyticsSettings(Section):

@@ -14,7 +14,7 @@ from datetime import timedelta
 from functools import partial
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import insert, update
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
@@ -25,7 +25,6 @@ from bot.storage.models import Conversation, Customer, Delivery, table, utcnow
 
 log = logging.getLogger(__name__)
 
-LEASE = timedelta(seconds=120)  # a worker that dies mid-delivery frees its rows after this
 PARALLEL_CONVERSATIONS = 8  # deliveries in flight at once, each to a different conversation
 _NEW_DELIVERY = insert(table(Delivery))
 
@@ -80,8 +79,19 @@ class Outbox:
         Conversations are delivered side by side (a slow chat must not hold up the others); within one
         conversation and channel, in order, and nothing after a failure.
         """
+        claimed = await self._claim(limit)
+        held = {delivery.id for delivery in claimed}  # claimed and not finished: their lease is renewed
+        renewal = asyncio.create_task(self._renew(held))
+        try:
+            return await self._deliver_claimed(claimed, held)
+        finally:
+            renewal.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewal
+
+    async def _deliver_claimed(self, claimed: list[Delivery], held: set[int | None]) -> int:
         queues: dict[str, list[Delivery]] = {}
-        for delivery in await self._claim(limit):
+        for delivery in claimed:
             # rows outside a conversation keep no order with each other: a queue of their own
             scope = delivery.conversation_id if delivery.conversation_id is not None else f"row{delivery.id}"
             queues.setdefault(f"{delivery.channel}:{scope}", []).append(delivery)
@@ -91,18 +101,33 @@ class Outbox:
             async with gate:
                 for i, delivery in enumerate(rows):
                     ok = await self._deliver(delivery)
+                    held.discard(delivery.id)
                     for observe in self.observers:
                         observe(delivery, "sent" if ok else "failed")
                     if not ok:
                         for later in rows[i + 1 :]:
                             await self._release(later)  # keep order: wait behind the one that failed
+                            held.discard(later.id)
                         return i
                 return len(rows)
 
         return sum(await asyncio.gather(*(in_order(rows) for rows in queues.values())))
 
     async def _claim(self, limit: int) -> list[Delivery]:
-        return await self._transactions.run(partial(_claim, list(self._senders), limit))
+        lease = timedelta(seconds=self._settings.lease_s)
+        return await self._transactions.run(partial(_claim, list(self._senders), limit, lease))
+
+    async def _renew(self, held: set[int | None]) -> None:
+        """Keep the claimed rows' lease while the pass runs: a slow channel never lets another worker claim a
+        row this one is still sending, and a worker that dies frees its rows within one short lease."""
+        lease = timedelta(seconds=self._settings.lease_s)
+        while True:
+            await asyncio.sleep(self._settings.lease_s / 3)
+            if held:
+                try:
+                    await self._transactions.run(partial(_renew, list(held), lease))
+                except Exception:
+                    log.exception("outbox: the lease of %d deliveries could not be renewed", len(held))
 
     async def _release(self, delivery: Delivery) -> None:
         await self._transactions.run(partial(_release, delivery.id))
@@ -147,7 +172,7 @@ class Outbox:
         await self._transactions.run(partial(_finish, delivery.id, status, error, ref, undeliverable))
 
 
-def _claim(channels: list[str], limit: int, session: Session) -> list[Delivery]:
+def _claim(channels: list[str], limit: int, lease: timedelta, session: Session) -> list[Delivery]:
     now = utcnow()
     query = (
         select(Delivery)
@@ -164,9 +189,14 @@ def _claim(channels: list[str], limit: int, session: Session) -> list[Delivery]:
         if row.next_attempt_at > now or (key in waiting and row.conversation_id is not None):
             waiting.add(key)  # an earlier message of this conversation is not due yet
             continue
-        row.next_attempt_at = now + LEASE
+        row.next_attempt_at = now + lease
         claimed.append(row)
     return claimed
+
+
+def _renew(delivery_ids: list[int | None], lease: timedelta, session: Session) -> None:
+    rows = update(table(Delivery)).where(col(Delivery.id).in_(delivery_ids), col(Delivery.status) == "pending")
+    session.execute(rows.values(next_attempt_at=utcnow() + lease))
 
 
 def _release(delivery_id: int | None, session: Session) -> None:

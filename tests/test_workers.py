@@ -1,0 +1,122 @@
+"""Two workers on one PostgreSQL database: every customer message stored and answered once, every delivery sent once."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func
+from sqlalchemy.orm import Session
+from sqlmodel import select
+
+from bot.app import App, build_app
+from bot.domain import Inbound
+from bot.outbox import enqueue
+from bot.storage.models import Conversation, Customer, Delivery, Message
+from tests.conftest import Recorder, make_settings
+
+
+@pytest.fixture
+async def workers(tmp_path: Path, postgres_url: str) -> AsyncIterator[tuple[App, App]]:
+    apps = []
+    for name in ("a", "b"):
+        settings = make_settings(tmp_path / name, postgres_url)
+        settings.outbox.lease_s = 0.6
+        apps.append(await build_app(settings))
+    yield apps[0], apps[1]
+    for app in apps:
+        await app.close()
+
+
+def said(chat: int, message_id: str, text: str = "How do I return an item?") -> Inbound:
+    return Inbound("test", str(chat), message_id, text, name=f"Customer {chat}")
+
+
+async def test_first_messages_of_new_customers_spread_over_two_workers_are_each_answered_once(
+    workers: tuple[App, App],
+) -> None:
+    a, b = workers
+    # Every new customer sends two messages at once, one to each worker; Telegram redelivers the first to the other.
+    arrivals = []
+    for chat in range(40):
+        arrivals += [
+            a.desk.receive(said(chat, f"{chat}:1")),
+            b.desk.receive(said(chat, f"{chat}:2", "Where is my order?")),
+            b.desk.receive(said(chat, f"{chat}:1")),
+        ]
+    decisions = await asyncio.gather(*arrivals)
+    async with a.sessions() as session:
+        customers = (await session.execute(select(func.count()).select_from(Customer))).scalar_one()
+        conversations = (await session.execute(select(func.count()).select_from(Conversation))).scalar_one()
+        stored = (await session.execute(select(Message.external_id).where(Message.author == "customer"))).all()
+        replies = (await session.execute(select(Delivery.conversation_id).where(Delivery.channel == "test"))).all()
+    assert Counter(d.action for d in decisions)["duplicate"] == 40  # the redelivered copies, and only those
+    assert (customers, conversations) == (40, 40)
+    assert sorted(e for (e,) in stored) == sorted(f"{chat}:{n}" for chat in range(40) for n in (1, 2))
+    assert Counter(c for (c,) in replies) == {c: 2 for c in Counter(c for (c,) in replies)}
+    assert len(replies) == 80
+
+
+async def _queue(app: App, count: int) -> None:
+    def work(session: Session) -> None:
+        for n in range(count):  # each its own conversation-less row: all go out side by side
+            enqueue(session, "test", "text", {"chat_id": str(n), "text": f"reply {n}"})
+
+    await app.transactions.run(work)
+
+
+class SlowChannel(Recorder):
+    """A channel that takes longer to answer than a claim's lease lasts."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__()
+        self.seconds = seconds
+
+    async def deliver(self, delivery: Delivery) -> str | None:
+        await asyncio.sleep(self.seconds)
+        return await super().deliver(delivery)
+
+
+async def test_a_slow_channel_never_makes_a_second_worker_send_the_same_row(workers: tuple[App, App]) -> None:
+    channels = [SlowChannel(seconds=1.5), SlowChannel(seconds=1.5)]  # 2.5 leases per send
+    for app, channel in zip(workers, channels, strict=True):
+        app.outbox.register("test", channel)
+    await _queue(workers[0], 12)
+    loops = [asyncio.create_task(app.outbox.run(poll_s=0.1)) for app in workers]
+    try:
+        await _until(lambda: sum(len(c.sent) for c in channels) >= 12)
+        await asyncio.sleep(2)  # time for a wrongly re-claimed row to be sent a second time
+    finally:
+        for loop in loops:
+            loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop
+    sent = Counter(d.id for c in channels for d in c.sent)
+    assert len(sent) == 12 and set(sent.values()) == {1}
+
+
+async def test_a_dead_workers_deliveries_move_to_another_within_a_lease(workers: tuple[App, App]) -> None:
+    a, b = workers
+    hung, alive = SlowChannel(seconds=3600), Recorder()
+    a.outbox.register("test", hung)
+    b.outbox.register("test", alive)
+    await _queue(a, 5)
+    dying = asyncio.create_task(a.outbox.deliver_due())  # claims every row, then hangs in the channel
+    await asyncio.sleep(0.2)
+    assert await b.outbox.deliver_due() == 0  # claimed by the other worker, which is still alive
+    dying.cancel()  # the worker dies: its claims stay, nobody renews them
+    with contextlib.suppress(asyncio.CancelledError):
+        await dying
+    await asyncio.sleep(0.7)  # one lease
+    assert await b.outbox.deliver_due() == 5
+    assert sorted(d.payload["text"] for d in alive.sent) == sorted(f"reply {n}" for n in range(5))
+
+
+async def _until(done: Callable[[], bool], timeout: float = 30.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not done():
+            await asyncio.sleep(0.05)
