@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import shutil
 import time
 from collections.abc import AsyncIterator
@@ -20,6 +21,7 @@ from sqlmodel import select
 
 from bot.app import App, build_app
 from bot.domain import Attachment, Author, Inbound
+from bot.logs import setup_logging
 from bot.storage.models import Conversation, Delivery, Message
 from connectors.slack import cards
 from tests.conftest import REPO, Recorder, make_settings
@@ -311,6 +313,44 @@ async def test_someone_outside_the_queue_channel_cannot_act(world: World) -> Non
     assert world.slack.views == []
     assert len(world.told(EVE)) == 7 and all("Only members of the support queue" in t for t in world.told(EVE))
     assert "Waiting for an operator" in root.all_text()
+
+
+async def test_a_button_is_authorised_against_its_conversations_queue_not_the_channel_the_request_names(
+    world: World,
+) -> None:
+    root = await handed_off(world)
+    before = list(world.customer.texts())
+    world.slack.channels["C0ELSE"] = {"name": "random", "members": [EVE, "U0BOT"]}
+    draft = world.draft()
+    for message, action in ((draft, cards.SEND), (draft, cards.DISCARD), (root, cards.CLAIM)):
+        elsewhere = Posted("C0ELSE", message.ts, message.text, list(message.blocks), message.thread_ts)
+        await world.press(elsewhere, action, EVE)  # EVE is a member of C0ELSE, not of the queue
+    assert world.customer.texts() == before
+    assert len(world.told(EVE)) == 3 and all("Only members of the support queue" in t for t in world.told(EVE))
+    assert "Waiting for an operator" in root.all_text() and cards.SEND in world.draft().buttons()
+
+
+async def test_at_verbose_no_library_logs_customer_texts_names_or_tokens(
+    tmp_path: Path, slack: FakeSlack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    setup_logging(logging.DEBUG)  # what `relaydesk -v` does
+    try:
+        world, side = await make_world(tmp_path, slack)
+        try:
+            await world.customer_says("Where is my parcel Zanzibar-4242? I want a person")
+            await world.reply("Your Quixotic parcel leaves today")
+        finally:
+            await side.stop()
+            await world.app.close()
+    finally:
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])
+    logged = capsys.readouterr().err
+    assert '"level": "debug"' in logged  # the desk did log in detail
+    for secret in ("Zanzibar", "Quixotic", "Anna", slack.token):
+        assert secret not in logged
 
 
 async def test_members_of_the_operator_group_may_act(tmp_path: Path, slack: FakeSlack) -> None:

@@ -283,7 +283,9 @@ class SlackHandlers:
         action_id, value = str(action.get("action_id")), str(action.get("value", ""))
         if not value.isdigit():
             return
-        if not await self._directory.allowed(user, channel):
+        on_conversation = action_id in self._conversation_buttons
+        home = await self._home(int(value) if on_conversation else None, None if on_conversation else int(value))
+        if not home or not await self._directory.allowed(user, home):
             await self._tell(channel, user, REFUSED, thread_ts)
             return
         if action_id == cards.EDIT:  # the trigger id lives 3 s: open the modal before anything else
@@ -345,7 +347,8 @@ class SlackHandlers:
         if not handoff_id.isdigit() or not channel:
             log.warning("slack: an edit modal came back without its draft reference")
             return
-        if not await self._directory.allowed(user, channel):
+        home = await self._home(None, int(handoff_id))
+        if not home or not await self._directory.allowed(user, home):
             await self._tell(channel, user, REFUSED, None)
             return
         operator = await self._directory.name(user)
@@ -414,6 +417,16 @@ class SlackHandlers:
         async with self._sessions() as session:
             query = select(Conversation).where(Conversation.queue_thread == thread_ref(channel, thread_ts))
             return (await session.execute(query.limit(1))).scalars().first()
+
+    async def _home(self, conversation_id: int | None, handoff_id: int | None) -> str:
+        """The queue channel whose thread the conversation (or the handoff's) lives in; "" when none.
+
+        A button or an edit is authorised against it, never against the channel the request names."""
+        async with self._sessions() as session:
+            handoff = await session.get(Handoff, handoff_id) if handoff_id is not None else None
+            conversation_id = handoff.conversation_id if handoff is not None else conversation_id
+            conversation = await session.get(Conversation, conversation_id) if conversation_id is not None else None
+        return split_ref(conversation.queue_thread)[0] if conversation and conversation.queue_thread else ""
 
     async def _load(self, conversation_id: int) -> Conversation | None:
         async with self._sessions() as session:
