@@ -15,6 +15,7 @@ from functools import partial
 from typing import Any
 
 from sqlalchemy import insert, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
@@ -64,6 +65,18 @@ class Outbox:
 
     def wake(self) -> None:
         self._wake.set()
+
+    async def later(self, channel: str, kind: str, payload: dict[str, Any], dedup_key: str | None = None) -> bool:
+        """Queue a delivery in a transaction of its own (a connector's deferred work); False when `dedup_key`
+        was queued already."""
+        try:
+            await self._transactions.run(
+                partial(enqueue, channel=channel, kind=kind, payload=payload, dedup_key=dedup_key)
+            )
+        except IntegrityError:
+            return False
+        self.wake()
+        return True
 
     async def run(self, poll_s: float = 1.0) -> None:
         """Deliver forever: at once when woken, otherwise every `poll_s` (for retries that fall due)."""

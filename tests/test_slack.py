@@ -410,6 +410,28 @@ async def test_a_replayed_event_is_handled_once(world: World) -> None:
     assert [t.split("\n")[0] for t in world.told(MARIA)] == ["Reply quality (visible only to you):"]  # one score
 
 
+async def test_an_operators_reply_during_a_slack_outage_waits_and_is_sent_or_refused_after_it(world: World) -> None:
+    root = await handed_off(world)
+    before = list(world.customer.texts())
+    chatter = {"type": "message", "channel": QUEUE, "user": MARIA, "text": "hi all", "ts": f"{root.ts}1"}
+    await world.user.event(chatter, "Ev0CHATTER")  # Bolt has met Slack once (its auth.test is cached)
+    world.slack.down = 503  # and nobody's membership is cached: Slack cannot say who may answer
+    await world.reply("Your parcel ships today")
+    await world.reply("I'm not an operator but hi", user=EVE)
+    await world.press(world.draft(), cards.DISCARD, EVE)
+    assert world.customer.texts() == before
+    async with world.app.sessions() as session:
+        waiting = (await session.execute(select(Delivery).where(Delivery.kind == "operator_event"))).scalars().all()
+    assert [d.status for d in waiting] == ["pending"] * 3
+    world.slack.down = 0
+    for _ in range(5):
+        await asyncio.sleep(0.2)  # the outbox's backoff (10 ms, doubling) in tests
+        await world.side.settle()
+    assert world.customer.texts()[len(before) :] == ["Your parcel ships today"]
+    assert len(world.told(EVE)) == 2 and all("Only members of the support queue" in t for t in world.told(EVE))
+    assert cards.SEND in world.draft().buttons()  # EVE's Discard was refused, not done
+
+
 async def test_acks_come_before_slow_work(world: World) -> None:
     await handed_off(world)
     world.slack.delays["conversations.members"] = 1.0  # Slack is slow today

@@ -1,7 +1,9 @@
 """Who may act on the queue (members of its channel, or of a configured user group) and their names.
 
 Answers are cached for a short while: a click costs no extra Slack call, and someone removed from
-the channel loses the right within `ttl_s`. When Slack cannot say, the answer is no.
+the channel loses the right within `ttl_s`. When Slack cannot say (an outage with the cache expired),
+`allowed` raises `DirectoryUnavailable`: the caller keeps the action until Slack can, never refusing or
+dropping it for that.
 """
 
 from __future__ import annotations
@@ -15,6 +17,10 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 log = logging.getLogger(__name__)
+
+
+class DirectoryUnavailable(Exception):
+    """Slack could not say who may act on the queue."""
 
 
 class OperatorDirectory:
@@ -56,7 +62,7 @@ class OperatorDirectory:
             members = await load(arg)
         except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
             log.warning("slack: could not list %s: %s", key, exc)
-            return frozenset()
+            raise DirectoryUnavailable(f"slack: could not list {key}: {type(exc).__name__}") from None
         self._members[key] = (time.monotonic() + self._ttl_s, members)
         return members
 

@@ -79,6 +79,7 @@ class SlackConnector:
             logger=logging.getLogger("connectors.slack.bolt"),
         )
         self.handlers.register(self.bolt)
+        self.queue.replay = self.handlers.replay
 
     def _check(self) -> None:
         if not self._settings.queue_channel:

@@ -28,7 +28,7 @@ from bot.quality import describe
 from bot.storage.models import Conversation, Customer, Handoff, Message
 from bot.texts import Texts
 from connectors.slack import cards
-from connectors.slack.access import OperatorDirectory
+from connectors.slack.access import DirectoryUnavailable, OperatorDirectory
 from connectors.slack.sender import latest_handoff_at, split_ref, thread_ref
 from connectors.slack.stats import HELP, USAGE, StatsCommand
 from connectors.slack.stats import REFUSED as STATS_REFUSED
@@ -114,11 +114,28 @@ class SlackHandlers:
 
     async def on_message(self, body: dict[str, Any], event: dict[str, Any]) -> None:
         if self._first_time(body.get("event_id")):  # Bolt has acknowledged events already
-            self._spawn(self._message(event))
+            self._spawn(self._or_later({"event": event}, f"{event.get('channel')}:{event.get('ts')}"))
 
     async def on_button(self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()
-        self._spawn(self._button(body, action))
+        user = (body.get("user") or {}).get("id")
+        self._spawn(self._or_later({"body": body, "action": action}, f"{user}:{action.get('action_ts')}"))
+
+    async def replay(self, payload: dict[str, Any]) -> None:
+        """Handle an event or a button press kept by `_or_later` (raises DirectoryUnavailable while Slack can't say)."""
+        if "event" in payload:
+            await self._message(payload["event"])
+        else:
+            await self._button(payload["body"], payload["action"])
+
+    async def _or_later(self, payload: dict[str, Any], key: str) -> None:
+        """Handle it now, or, when Slack cannot say whether the operator may act, keep it in the outbox: it is
+        handled (sent, or refused with a note the operator sees) once Slack answers again; never lost."""
+        try:
+            await self.replay(payload)
+        except DirectoryUnavailable:
+            await self._outbox.later(self._queue, "operator_event", payload, dedup_key=f"slack-later:{key}")
+            log.warning("slack: could not check an operator's rights; their action waits in the outbox")
 
     async def on_edit_submitted(self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
         values = (view.get("state") or {}).get("values") or {}
