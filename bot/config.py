@@ -133,6 +133,9 @@ class AutomationSettings(Section):
     negative_sentiment: float = Field(default=-0.6, ge=-1, le=0)
     human_only_topics: list[str] = Field(default_factory=list)
     repeat_limit: int = Field(default=1, ge=0)
+    # A message is analysed and answered from its first this many characters (stored and shown whole): one
+    # customer's huge message must not hold the shared embedding thread (or the LLM budget) for everyone.
+    analysis_chars: int = Field(default=1000, ge=50)
     # The pilot cohort (bot/pilot.py): the share of customers, stable per customer, whom the bot may
     # answer directly in mode auto; everyone else gets copilot (an operator sends the bot's draft).
     pilot_percent: float = Field(default=100.0, ge=0, le=100)
@@ -237,6 +240,12 @@ class AnalyticsSettings(Section):
     price_output_per_1k: float = Field(default=0.0006, ge=0)  # LLM completion tokens, per 1,000
 
 
+class RedisSettings(Section):
+    """Where workers share rate limits, caches and dedup keys; empty: each process keeps its own."""
+
+    url: str = ""  # e.g. redis://redis:6379/0
+
+
 class Settings(Section):
     telegram: TelegramSettings = Field(default_factory=TelegramSettings)
     slack: SlackSettings = Field(default_factory=SlackSettings)
@@ -250,6 +259,7 @@ class Settings(Section):
     business_hours: BusinessHoursSettings = Field(default_factory=BusinessHoursSettings)
     prompts: PromptSettings = Field(default_factory=PromptSettings)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
     analytics: AnalyticsSettings = Field(default_factory=AnalyticsSettings)
 
     def resolve_paths(self, base: Path) -> Settings:

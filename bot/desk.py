@@ -89,6 +89,7 @@ class Desk:
         outbox: Outbox,
         queue_channel: str,
         hours: BusinessHours | None = None,
+        analysis_chars: int = 1000,
     ) -> None:
         self._transactions = transactions
         self._analyzer = analyzer
@@ -98,6 +99,7 @@ class Desk:
         self._outbox = outbox
         self.queue_channel = queue_channel
         self._hours = hours  # None: always open
+        self._analysis_chars = analysis_chars  # the part of a message analysed and answered (all of it is stored)
         self.clock: Callable[[], datetime] = utcnow  # what "now" is for business hours (tests set it)
         self._locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = weakref.WeakValueDictionary()
         self.observers: list[Callable[[Decision, float], None]] = []  # e.g. live metrics: (decision, seconds)
@@ -122,11 +124,12 @@ class Desk:
                 answer: Answer | None = None
                 if context.state not in OWNED and (text or inbound.kind in SMALL_TALK_KINDS):
                     hint = context.language or inbound.language_hint
-                    analysis = await self._analyzer.analyse(text, hint, inbound.kind)
+                    read = text[: self._analysis_chars]
+                    analysis = await self._analyzer.analyse(read, hint, inbound.kind)
                     if analysis.small_talk is not None:
                         answer = self._small_talk_answer(analysis)
                     elif inbound.kind == "text":
-                        answer = await self._respond(text, analysis, context.history)
+                        answer = await self._respond(read, analysis, context.history)
                 record = partial(self._record, inbound, text, analysis, answer, context, arrived, started, attempt > 0)
                 try:
                     decision = await self._transactions.run(record)

@@ -101,9 +101,8 @@ class Outbox:
         try:
             return await self._deliver_claimed(claimed, held)
         finally:
-            renewal.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewal
+            renewal.cancel()  # gather, not a suppressed await: a cancellation of this pass itself must go through
+            await asyncio.gather(renewal, return_exceptions=True)
 
     async def _deliver_claimed(self, claimed: list[Delivery], held: set[int | None]) -> int:
         queues: dict[str, list[Delivery]] = {}

@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import func
 from sqlalchemy.orm import Session
@@ -120,3 +121,24 @@ async def _until(done: Callable[[], bool], timeout: float = 30.0) -> None:
     async with asyncio.timeout(timeout):
         while not done():
             await asyncio.sleep(0.05)
+
+
+async def test_a_huge_message_is_analysed_from_its_start_and_stored_whole(
+    app: App, customers: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    embedded: list[int] = []  # the length of every text the embedder was given
+    queries = app.index.embedder.queries
+
+    async def measured(texts: Sequence[str]) -> np.ndarray:
+        embedded.extend(len(t) for t in texts)
+        return await queries(texts)
+
+    monkeypatch.setattr(app.index.embedder, "queries", measured)
+    text = "How do I return an item? " + "🙂" * 4000
+    decision = await app.desk.receive(said(1, "huge-1", text))
+    await app.outbox.deliver_due()
+    async with app.sessions() as session:
+        stored = (await session.execute(select(Message.text).where(Message.author == "customer"))).scalar_one()
+    assert embedded and max(embedded) <= app.settings.automation.analysis_chars
+    assert decision.answer is not None and decision.answer.sources == ("returns-policy",)
+    assert stored == text and "30 days" in customers.texts()[0]

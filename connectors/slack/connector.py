@@ -64,10 +64,11 @@ class SlackConnector:
             app.texts,
             app.outbox,
             self.client,
-            OperatorDirectory(self.client, self._settings.operator_group),
+            OperatorDirectory(self.client, app.shared, self._settings.operator_group),
             self._settings,
             app.desk.queue_channel,
             StatsCommand(app.sessions, app.settings),
+            app.shared,
         )
         secret = self._settings.signing_secret
         self._verifier = SignatureVerifier(secret) if secret else None

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -25,6 +24,7 @@ from bot.journal import send_to_customer
 from bot.operators import ActionResult, OperatorActions
 from bot.outbox import Outbox, enqueue
 from bot.quality import describe
+from bot.shared import SharedState
 from bot.storage.models import Conversation, Customer, Handoff, Message
 from bot.texts import Texts
 from connectors.slack import cards
@@ -36,7 +36,7 @@ from connectors.slack.text import to_plain
 
 log = logging.getLogger(__name__)
 
-SEEN_EVENTS = 5000
+EVENT_MEMORY_S = 3600.0  # Slack retries an event for about an hour: each event id is handled once within it
 REFUSED = "Only members of the support queue can act on customer conversations — nothing was sent."
 REPLY_SUBTYPES = frozenset({None, "file_share", "thread_broadcast"})
 
@@ -53,7 +53,9 @@ class SlackHandlers:
         settings: SlackSettings,
         queue_channel: str,
         stats: StatsCommand | None = None,
+        shared: SharedState | None = None,
     ) -> None:
+        self._shared = shared or SharedState()
         self._actions = actions
         self.stats = stats
         self._sessions = sessions
@@ -64,7 +66,6 @@ class SlackHandlers:
         self._settings = settings
         self._queue = queue_channel
         self._tasks: set[asyncio.Task[None]] = set()
-        self._seen: OrderedDict[str, None] = OrderedDict()
         self._conversation_buttons: dict[str, Callable[[int, str], Awaitable[ActionResult]]] = {
             cards.CLAIM: self._actions.claim,
             cards.RESOLVE: self._actions.resolve,
@@ -99,21 +100,16 @@ class SlackHandlers:
         except Exception:  # after the ack nobody is waiting for an answer: log, never crash the loop
             log.exception("slack: handling a request failed")
 
-    def _first_time(self, event_id: str | None) -> bool:
+    async def _first_time(self, event_id: str | None) -> bool:
         """Slack redelivers an event it thinks we missed (same event_id): handle each once."""
         if not event_id:
             return True
-        if event_id in self._seen:
-            return False
-        self._seen[event_id] = None
-        while len(self._seen) > SEEN_EVENTS:
-            self._seen.popitem(last=False)
-        return True
+        return await self._shared.first_time(f"slack-event:{event_id}", EVENT_MEMORY_S)  # by any worker
 
     # -- listeners: acknowledge, then work --------------------------------------------------------
 
     async def on_message(self, body: dict[str, Any], event: dict[str, Any]) -> None:
-        if self._first_time(body.get("event_id")):  # Bolt has acknowledged events already
+        if await self._first_time(body.get("event_id")):  # Bolt has acknowledged events already
             self._spawn(self._or_later({"event": event}, f"{event.get('channel')}:{event.get('ts')}"))
 
     async def on_button(self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
