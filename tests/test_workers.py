@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
@@ -16,7 +17,8 @@ from sqlmodel import select
 
 from bot.app import App, build_app
 from bot.domain import Inbound
-from bot.outbox import enqueue
+from bot.outbox import Outbox, enqueue
+from bot.ports import RetryLater
 from bot.storage.models import Conversation, Customer, Delivery, Message
 from tests.conftest import Recorder, make_settings
 
@@ -142,3 +144,72 @@ async def test_a_huge_message_is_analysed_from_its_start_and_stored_whole(
     assert embedded and max(embedded) <= app.settings.automation.analysis_chars
     assert decision.answer is not None and decision.answer.sources == ("returns-policy",)
     assert stored == text and "30 days" in customers.texts()[0]
+
+
+class FlakyChannel(Recorder):
+    """A customer channel under load: every fifth call is a 429 or a 5xx, every call takes a moment."""
+
+    def __init__(self, calls: itertools.count[int]) -> None:
+        super().__init__()
+        self._calls = calls
+
+    async def deliver(self, delivery: Delivery) -> str | None:
+        await asyncio.sleep(0.01)
+        n = next(self._calls)
+        if n % 10 == 3:
+            raise RetryLater("429", after_s=0.01)
+        if n % 10 == 7:
+            raise ConnectionError("502 from the proxy")
+        return await super().deliver(delivery)
+
+
+async def test_a_short_soak_two_workers_faults_and_a_killed_worker_lose_and_duplicate_nothing(
+    workers: tuple[App, App],
+) -> None:
+    """Customers spread over two workers (some updates redelivered to the other), a flaky channel, and one
+    worker's outbox killed mid-way and replaced: every message stored once and answered exactly once."""
+    calls = itertools.count()
+    channels = [FlakyChannel(calls), FlakyChannel(calls), FlakyChannel(calls)]
+    for app, channel in zip(workers, channels[:2], strict=True):
+        app.outbox.register("test", channel)
+    loops = [asyncio.create_task(app.outbox.run(poll_s=0.05)) for app in workers]
+    questions = ["How do I return an item?", "Where is my order?", "Can I pay by card?", "Thanks!"]
+    sent: list[str] = []
+    replied = 0  # messages the desk answered the customer for (a message to a conversation operators own is not)
+    try:
+        for wave in range(4):
+            arrivals = []
+            for chat in range(30):
+                message_id = f"{chat}:{wave}"
+                sent.append(message_id)
+                first, other = workers if (chat + wave) % 2 else workers[::-1]
+                arrivals.append(first.desk.receive(said(chat, message_id, questions[(chat + wave) % 4])))
+                if chat % 5 == 0:  # the channel redelivers this update, to the other worker
+                    arrivals.append(other.desk.receive(said(chat, message_id, questions[(chat + wave) % 4])))
+            decisions = await asyncio.gather(*arrivals)
+            replied += sum(d.action in ("answer", "handoff", "small_talk") for d in decisions)
+            if wave == 1:  # worker a's outbox dies (its claims stay); a new one takes over in its place
+                loops[0].cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await loops[0]
+                replacement = Outbox(workers[0].transactions, workers[0].settings.outbox, {"test": channels[2]})
+                loops[0] = asyncio.create_task(replacement.run(poll_s=0.05))
+        async with workers[0].sessions() as session:
+            query = select(func.count()).select_from(Delivery).where(Delivery.channel == "test")
+            expected = (await session.execute(query)).scalar_one()
+        await _until(lambda: sum(len(c.sent) for c in channels) >= expected)
+        await asyncio.sleep(1.5)  # time for a duplicate to show
+    finally:
+        for loop in loops:
+            loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop
+    async with workers[0].sessions() as session:
+        stored = Counter(
+            (await session.execute(select(Message.external_id).where(Message.author == "customer"))).scalars()
+        )
+        replies = (await session.execute(select(Delivery.id).where(Delivery.channel == "test"))).scalars().all()
+    delivered = Counter(d.id for c in channels for d in c.sent)
+    assert set(stored) == set(sent) and set(stored.values()) == {1}  # lost 0, stored twice 0
+    assert len(replies) == replied > len(sent) // 2  # one reply (an answer or a notice) per message answered
+    assert set(delivered) == set(replies) and set(delivered.values()) == {1}  # answered exactly once
