@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from functools import partial
 from typing import Any
@@ -95,16 +97,17 @@ class Outbox:
         Conversations are delivered side by side (a slow chat must not hold up the others); within one
         conversation and channel, in order, and nothing after a failure.
         """
+        lease = Lease(time.monotonic() + self._settings.lease_s)  # counted from before the claim: on the safe side
         claimed = await self._claim(limit)
         held = {delivery.id for delivery in claimed}  # claimed and not finished: their lease is renewed
-        renewal = asyncio.create_task(self._renew(held))
+        renewal = asyncio.create_task(self._renew(held, lease))
         try:
-            return await self._deliver_claimed(claimed, held)
+            return await self._deliver_claimed(claimed, held, lease)
         finally:
             renewal.cancel()  # gather, not a suppressed await: a cancellation of this pass itself must go through
             await asyncio.gather(renewal, return_exceptions=True)
 
-    async def _deliver_claimed(self, claimed: list[Delivery], held: set[int | None]) -> int:
+    async def _deliver_claimed(self, claimed: list[Delivery], held: set[int | None], lease: Lease) -> int:
         queues: dict[str, list[Delivery]] = {}
         for delivery in claimed:
             # rows outside a conversation keep no order with each other: a queue of their own
@@ -115,6 +118,9 @@ class Outbox:
         async def in_order(rows: list[Delivery]) -> int:
             async with gate:
                 for i, delivery in enumerate(rows):
+                    if lease.lapsed():  # this worker stalled: another may own these rows now; a later pass sees
+                        held.difference_update(later.id for later in rows[i:])
+                        return i
                     outcome = await self._deliver(delivery)
                     held.discard(delivery.id)
                     for observe in self.observers:
@@ -132,7 +138,7 @@ class Outbox:
         lease = timedelta(seconds=self._settings.lease_s)
         return await self._transactions.run(partial(_claim, list(self._senders), limit, lease))
 
-    async def _renew(self, held: set[int | None]) -> None:
+    async def _renew(self, held: set[int | None], claim: Lease) -> None:
         """Keep the claimed rows' lease while the pass runs: a slow channel never lets another worker claim a
         row this one is still sending, and a worker that dies frees its rows within one short lease."""
         lease = timedelta(seconds=self._settings.lease_s)
@@ -140,7 +146,9 @@ class Outbox:
             await asyncio.sleep(self._settings.lease_s / 3)
             if held:
                 try:
+                    renewed = time.monotonic() + self._settings.lease_s
                     await self._transactions.run(partial(_renew, list(held), lease))
+                    claim.until = renewed
                 except Exception:
                     log.exception("outbox: the lease of %d deliveries could not be renewed", len(held))
 
@@ -160,7 +168,13 @@ class Outbox:
             return await self._retry(delivery, str(exc), exc.after_s)
         except Exception as exc:
             return await self._retry(delivery, f"{type(exc).__name__}: {exc}", None)
-        await self._finish(delivery, DeliveryStatus.SENT, "", ref=ref)
+        # The channel has it: record that even if this worker is being stopped now, or another sends it again.
+        finishing = asyncio.ensure_future(self._finish(delivery, DeliveryStatus.SENT, "", ref=ref))
+        try:
+            await asyncio.shield(finishing)
+        except asyncio.CancelledError:
+            await finishing
+            raise
         if delivery.channel in self._may_have_parked:  # the channel answers again: what it gave up on goes out
             self._may_have_parked.discard(delivery.channel)
             revived = await self._transactions.run(partial(requeue, (DeliveryStatus.PARKED,), delivery.channel, None))
@@ -197,6 +211,20 @@ class Outbox:
         undeliverable: bool = False,
     ) -> None:
         await self._transactions.run(partial(_finish, delivery.id, status, error, ref, undeliverable))
+
+
+@dataclass
+class Lease:
+    """Until when (monotonic) this worker's claim on a pass's rows holds, as far as it knows."""
+
+    until: float
+
+    def lapsed(self) -> bool:
+        # a margin for the clocks and the claim's own transaction: never start a send near the end of a claim
+        return time.monotonic() > self.until - LEASE_MARGIN_S
+
+
+LEASE_MARGIN_S = 0.1
 
 
 def requeue(
