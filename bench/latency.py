@@ -168,7 +168,7 @@ class Bench:
         desk._policy.reasons(analysis, answer, 0)
         t = lap(POLICY, t)
         await self.app.transactions.run(
-            partial(desk._record, inbound, text, analysis, answer, context, utcnow(), started)
+            partial(desk._record, inbound, text, analysis, answer, None, context, utcnow(), started, False)
         )
         lap(STORAGE_WRITE, t)
 

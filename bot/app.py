@@ -25,6 +25,7 @@ from bot.policy import HandoffPolicy
 from bot.ports import Responder
 from bot.prompts import PromptStore
 from bot.responders.offline import OfflineResponder
+from bot.shared import SharedState
 from bot.storage.db import Transactions, create_engine, migrate, sessions
 from bot.texts import Texts
 from bot.triage.examples import TriageExamples
@@ -52,6 +53,7 @@ class App:
     prompts: PromptStore | None = None  # hot reload; `prompts.on_error(hook)` reports refused edits
 
     knowledge: KnowledgeWatcher | None = None  # hot reload; `knowledge.on_error(hook)` reports skipped files
+    shared: SharedState = field(default_factory=SharedState)  # what workers share (Redis), or this process
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def watch(self) -> None:
@@ -66,6 +68,7 @@ class App:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await self.shared.close()
         await self.transactions.close()
         await self.engine.dispose()
         await self.index.close()
@@ -196,10 +199,33 @@ async def build_app(settings: Settings, *, ingest: bool = True) -> App:
     analyzer, responder = build_brain(settings, index, analyzer, prompts, examples, orders)
     policy = HandoffPolicy(settings.automation)
     hours = BusinessHours(settings.business_hours)
-    desk = Desk(transactions, analyzer, responder, policy, texts, outbox, channel, hours, orders)
+    desk = Desk(
+        transactions,
+        analyzer,
+        responder,
+        policy,
+        texts,
+        outbox,
+        channel,
+        hours,
+        orders,
+        settings.automation.analysis_chars,
+    )
     operators = OperatorActions(
         session_factory, texts, outbox, channel, index, build_judge(settings, prompts), examples
     )
     return App(
-        settings, engine, session_factory, transactions, index, texts, outbox, desk, operators, report, prompts, watcher
+        settings,
+        engine,
+        session_factory,
+        transactions,
+        index,
+        texts,
+        outbox,
+        desk,
+        operators,
+        report,
+        prompts,
+        watcher,
+        shared=SharedState(settings.redis.url),
     )

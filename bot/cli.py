@@ -96,6 +96,15 @@ def _parser() -> argparse.ArgumentParser:
     crm_check.add_argument("order_id")
     crm_check.add_argument("--json", action="store_true")
     crm_check.set_defaults(handler=_crm_check)
+    outbox = commands.add_parser("outbox", help="list the deliveries no worker sends any more (parked, dead)")
+    outbox.add_argument(
+        "--requeue",
+        nargs="+",
+        metavar="ID",
+        help="send these again (delivery ids, or `all` for every parked and dead one)",
+    )
+    outbox.add_argument("--json", action="store_true")
+    outbox.set_defaults(handler=_outbox)
 
     report = commands.add_parser("report", help="metrics from the event log: FRT, automation, CSAT, ROI")
     report.add_argument("--since", default="7d", help="7d, 24h, 30d, ... or a date such as 2026-11-01 (default 7d)")
@@ -354,6 +363,53 @@ async def _crm_check(settings: Settings, args: argparse.Namespace) -> int:
         print(f"  {ours:<13}{'—' if value is None else value}{source}{missing}")
     for name, value in derived.items():
         print(f"  {name:<13}{'—' if value is None else value}")
+    return 0
+
+
+async def _outbox(settings: Settings, args: argparse.Namespace) -> int:
+    from functools import partial
+
+    from bot.outbox import requeue, stuck
+    from bot.storage.db import Transactions, create_engine, migrate
+    from bot.storage.models import STUCK
+
+    ids: list[int] | None = None
+    if args.requeue and args.requeue != ["all"]:
+        try:
+            ids = [int(value) for value in args.requeue]
+        except ValueError:
+            raise _UsageError(f"--requeue: expected delivery ids or `all`, got {' '.join(args.requeue)}") from None
+    engine = create_engine(settings.database.url)
+    transactions = Transactions(engine)
+    try:
+        await migrate(engine)
+        if args.requeue:
+            count = await transactions.run(partial(requeue, STUCK, None, ids))
+            print(f"{count} deliveries re-queued; running workers send them within a second")
+            return 0
+        rows = await transactions.run(stuck)
+    finally:
+        await transactions.close()
+        await engine.dispose()
+    listed = [
+        {
+            "id": row.id,
+            "status": row.status,
+            "channel": row.channel,
+            "kind": row.kind,
+            "conversation": row.conversation_id,
+            "attempts": row.attempts,
+            "queued": row.created_at.isoformat(timespec="seconds"),
+            "error": row.last_error,
+        }
+        for row in rows
+    ]
+    if args.json:
+        print(json.dumps(listed, indent=2, ensure_ascii=False))
+    else:
+        for row in listed:
+            print("  ".join(f"{value}" for value in row.values()))
+        print(f"{len(listed)} stuck deliveries" + (" (relaydesk outbox --requeue ID... | all)" if listed else ""))
     return 0
 
 

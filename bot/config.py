@@ -146,6 +146,9 @@ class AutomationSettings(Section):
     negative_sentiment: float = Field(default=-0.6, ge=-1, le=0)
     human_only_topics: list[str] = Field(default_factory=list)
     repeat_limit: int = Field(default=1, ge=0)
+    # A message is analysed and answered from its first this many characters (stored and shown whole): one
+    # customer's huge message must not hold the shared embedding thread (or the LLM budget) for everyone.
+    analysis_chars: int = Field(default=1000, ge=50)
     # The pilot cohort (bot/pilot.py): the share of customers, stable per customer, whom the bot may
     # answer directly in mode auto; everyone else gets copilot (an operator sends the bot's draft).
     pilot_percent: float = Field(default=100.0, ge=0, le=100)
@@ -235,6 +238,9 @@ class OutboxSettings(Section):
     max_attempts: int = Field(default=12, ge=1)
     backoff_s: float = Field(default=1.0, gt=0)
     max_backoff_s: float = Field(default=300.0, gt=0)
+    lease_s: float = Field(
+        default=10.0, gt=0
+    )  # a claimed row's lease, renewed while it is sent; a dead worker's rows wait this long
 
 
 class AnalyticsSettings(Section):
@@ -245,6 +251,12 @@ class AnalyticsSettings(Section):
     currency: str = "USD"
     price_input_per_1k: float = Field(default=0.00015, ge=0)  # LLM prompt tokens, per 1,000
     price_output_per_1k: float = Field(default=0.0006, ge=0)  # LLM completion tokens, per 1,000
+
+
+class RedisSettings(Section):
+    """Where workers share rate limits, caches and dedup keys; empty: each process keeps its own."""
+
+    url: str = ""  # e.g. redis://redis:6379/0
 
 
 class Settings(Section):
@@ -260,6 +272,7 @@ class Settings(Section):
     business_hours: BusinessHoursSettings = Field(default_factory=BusinessHoursSettings)
     prompts: PromptSettings = Field(default_factory=PromptSettings)
     outbox: OutboxSettings = Field(default_factory=OutboxSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
     analytics: AnalyticsSettings = Field(default_factory=AnalyticsSettings)
 
     def resolve_paths(self, base: Path) -> Settings:

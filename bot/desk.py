@@ -17,7 +17,7 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-from sqlalchemy import bindparam, insert, or_, update
+from sqlalchemy import bindparam, func, insert, or_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
@@ -40,6 +40,7 @@ from bot.triage.smalltalk import SMALL_TALK_KINDS, SmallTalk
 log = logging.getLogger(__name__)
 
 MAX_TEXT = 20_000  # longer messages are stored cut; nobody types more in one message
+STALE_RETRIES = 2  # how often a message is decided again when another worker wrote to its chat meanwhile
 HISTORY = 12
 OWNED = (State.WAITING_OPERATOR, State.OPERATOR)
 THANKS = "thanks"  # feedback kind: the customer thanked the bot right after its answer
@@ -63,6 +64,11 @@ class Context:
     answered_last: bool = False  # the last message was the bot's answer: thanks now confirms it
     awaited_topic: str = ""  # the bot's last message asked for an order number under this topic
     orders: tuple[str, ...] = ()  # order numbers the customer gave since the conversation was last resolved
+    seen: tuple[int, int] | None = None  # (conversation, its newest message) when read; None: no conversation
+
+
+class StaleContext(Exception):
+    """Another worker stored a message of this chat after the context was read: read it again."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +94,7 @@ class Desk:
         queue_channel: str,
         hours: BusinessHours | None = None,
         orders: OrderStatus | None = None,
+        analysis_chars: int = 1000,
     ) -> None:
         self._transactions = transactions
         self._analyzer = analyzer
@@ -98,6 +105,7 @@ class Desk:
         self.queue_channel = queue_channel
         self._hours = hours  # None: always open
         self._orders = orders  # None: handoff cards carry no CRM status
+        self._analysis_chars = analysis_chars  # the part of a message analysed and answered (all of it is stored)
         self.clock: Callable[[], datetime] = utcnow  # what "now" is for business hours (tests set it)
         self._locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = weakref.WeakValueDictionary()
         self.observers: list[Callable[[Decision, float], None]] = []  # e.g. live metrics: (decision, seconds)
@@ -114,27 +122,36 @@ class Desk:
         started, arrived = time.perf_counter(), utcnow()  # arrival, not storage, starts the response clock
         text = clean_text(inbound.text)
         async with self._lock(inbound.channel, inbound.chat_id):
-            context = await self._transactions.run(partial(_context, inbound))
-            if context.duplicate:
-                return Decision("duplicate", conversation_id=0)
-            analysis: Analysis | None = None
-            answer: Answer | None = None
-            order: OrderFacts | None = None
-            if context.state not in OWNED and (text or inbound.kind in SMALL_TALK_KINDS):
-                hint = context.language or inbound.language_hint
-                analysis = await self._analyzer.analyse(text, hint, inbound.kind)
-                if analysis.small_talk is not None:
-                    answer = self._small_talk_answer(analysis)
-                elif inbound.kind == "text":
-                    analysis = with_orders(analysis, context.orders)
-                    analysis = continue_topic(analysis, context.awaited_topic, self._policy.unsure(analysis))
-                    answer = ask_once(await self._respond(text, analysis, context.history), context.awaited_topic)
-                    order = await self._order_for_card(inbound, analysis, answer, context)
-            try:
-                record = partial(self._record, inbound, text, analysis, answer, order, context, arrived, started)
-                decision = await self._transactions.run(record)
-            except IntegrityError:  # the same message arrived twice at once: the other copy won
-                return Decision("duplicate", conversation_id=0)
+            for attempt in range(STALE_RETRIES, -1, -1):
+                context = await self._transactions.run(partial(_context, inbound))
+                if context.duplicate:
+                    return Decision("duplicate", conversation_id=0)
+                analysis: Analysis | None = None
+                answer: Answer | None = None
+                order: OrderFacts | None = None
+                if context.state not in OWNED and (text or inbound.kind in SMALL_TALK_KINDS):
+                    hint = context.language or inbound.language_hint
+                    read = text[: self._analysis_chars]
+                    analysis = await self._analyzer.analyse(read, hint, inbound.kind)
+                    if analysis.small_talk is not None:
+                        answer = self._small_talk_answer(analysis)
+                    elif inbound.kind == "text":
+                        analysis = with_orders(analysis, context.orders)
+                        analysis = continue_topic(analysis, context.awaited_topic, self._policy.unsure(analysis))
+                        answer = ask_once(await self._respond(read, analysis, context.history), context.awaited_topic)
+                        order = await self._order_for_card(inbound, analysis, answer, context)
+                record = partial(
+                    self._record, inbound, text, analysis, answer, order, context, arrived, started, attempt > 0
+                )
+                try:
+                    decision = await self._transactions.run(record)
+                    break
+                except StaleContext:
+                    continue
+                except IntegrityError:  # the same message arrived twice at once (two workers): the other copy won
+                    if (await self._transactions.run(partial(_context, inbound))).duplicate:
+                        return Decision("duplicate", conversation_id=0)
+                    raise  # not stored: the channel hears of the failure and sends it again
         self._outbox.wake()
         for observe in self.observers:
             observe(decision, time.perf_counter() - started)
@@ -185,13 +202,17 @@ class Desk:
         context: Context,
         arrived: datetime,
         started: float,
+        check_stale: bool,
         session: Session,
     ) -> Decision:
         # Plain statements (see the desk's statements below); each row is written once, with its final values.
         customer, first_contact = _customer(session, inbound, analysis)
-        # The customer row is locked now; re-read the conversation under that lock (unless there can be none).
+        # The customer row is locked now, so one worker at a time writes to this chat: re-read the conversation
+        # under that lock (unless there can be none), and decide again if another worker wrote to it meanwhile.
         chat = {"channel": inbound.channel, "chat_id": inbound.chat_id}
         latest = None if first_contact else session.execute(LATEST_CONVERSATION, chat).first()
+        if check_stale and (None if latest is None else (latest.id, latest.newest)) != context.seen:
+            raise StaleContext
         state = State(latest.state) if latest else State.BOT
         reopened = state == State.RESOLVED
         owned = state in OWNED
@@ -424,8 +445,9 @@ def _context(inbound: Inbound, session: Session) -> Context:
         if message.author == Author.CUSTOMER:
             orders[:0] = message.meta.get("slots", {}).get("orders", [])
     history = [(m.author, m.text) for m in reversed(rows) if m.author != Author.NOTE]
+    seen = (latest.id, latest.newest)
     language = latest.language or ""
-    return Context(False, State(latest.state), history, repeats, language, answered_last, awaited, tuple(orders))
+    return Context(False, State(latest.state), history, repeats, language, answered_last, awaited, tuple(orders), seen)
 
 
 def _customer(session: Session, inbound: Inbound, analysis: Analysis | None) -> tuple[CustomerRow, bool]:
@@ -435,14 +457,20 @@ def _customer(session: Session, inbound: Inbound, analysis: Analysis | None) -> 
     name = inbound.name or (found.name if found else "")
     language = analysis.language if analysis is not None else (found.language if found else "")
     if found is None:
-        customer_id = insert_row(session, _NEW_CUSTOMER, {**chat, "name": name, "language": language})
-    else:
-        customer_id = found.id
-        if (name, language, False) != (found.name, found.language, found.blocked):
-            # They wrote to us, so they can be written to (again).
-            changes = {"row_id": customer_id, "name": name, "language": language, "blocked": False}
-            session.execute(_UPDATE_CUSTOMER, changes)
-    return CustomerRow(customer_id, inbound.channel, inbound.chat_id, name, language), found is None
+        try:
+            with session.begin_nested():  # another worker may add the same new customer at this moment
+                customer_id = insert_row(session, _NEW_CUSTOMER, {**chat, "name": name, "language": language})
+            return CustomerRow(customer_id, inbound.channel, inbound.chat_id, name, language), True
+        except IntegrityError:  # it did, and committed first: theirs is the row (locked once theirs commits)
+            found = session.execute(_CUSTOMER, chat).one()
+            name = inbound.name or found.name
+            language = analysis.language if analysis is not None else found.language
+    customer_id = found.id
+    if (name, language, False) != (found.name, found.language, found.blocked):
+        # They wrote to us, so they can be written to (again).
+        changes = {"row_id": customer_id, "name": name, "language": language, "blocked": False}
+        session.execute(_UPDATE_CUSTOMER, changes)
+    return CustomerRow(customer_id, inbound.channel, inbound.chat_id, name, language), False
 
 
 def _reply(session: Session, customer: CustomerRow, conversation_id: int, text: str, meta: dict[str, Any]) -> None:
@@ -463,9 +491,12 @@ _CUSTOMERS, _CONVERSATIONS, _MESSAGES, _HANDOFFS, _FEEDBACK = (
     table(m) for m in (Customer, Conversation, Message, Handoff, Feedback)
 )
 _OF_CHAT = (col(Customer.channel) == bindparam("channel"), col(Customer.chat_id) == bindparam("chat_id"))
+_NEWEST = (  # the id of a conversation's newest message: it changes when anyone writes to the conversation
+    select(func.max(Message.id)).where(Message.conversation_id == Conversation.id).scalar_subquery().label("newest")
+)
 LATEST_CONVERSATION = (
     select(Conversation.id, Conversation.state, Conversation.queue_thread, Conversation.resolved_at)
-    .add_columns(col(Customer.language))
+    .add_columns(col(Customer.language), _NEWEST)
     .join(Customer)
     .where(*_OF_CHAT)
     .order_by(col(Conversation.id).desc())

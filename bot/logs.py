@@ -15,11 +15,19 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+OWN_LOGGERS = ("bot", "connectors")
+
+
+def own_or_warning(record: logging.LogRecord) -> bool:
+    """Libraries speak only from WARNING up: in detail they log request bodies (the Slack and OpenAI clients
+    do at DEBUG), with customer texts, names and tokens in them. Our own loggers never log those."""
+    return record.levelno >= logging.WARNING or record.name.partition(".")[0] in OWN_LOGGERS
+
+
 def setup_logging(level: int = logging.INFO) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
+    handler.addFilter(own_or_warning)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("chromadb", "httpx", "alembic", "aiosqlite", "asyncio"):
-        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from functools import partial
+from pathlib import Path
 
+import pytest
 from sqlalchemy.orm import Session
 from sqlmodel import select
 
 from bot.app import App
+from bot.cli import main
 from bot.domain import Inbound
 from bot.outbox import enqueue
 from bot.ports import RetryLater, Undeliverable
-from bot.storage.models import Customer, Delivery
+from bot.storage.db import create_engine, migrate, sessions
+from bot.storage.models import Customer, Delivery, DeliveryStatus
 from tests.conftest import Recorder
 
 
@@ -84,8 +89,14 @@ async def test_after_max_attempts_a_delivery_is_parked_not_dropped(app: App) -> 
         await _wait_until_due(app)
     async with app.sessions() as session:
         delivery = (await session.execute(select(Delivery))).scalars().one()
-    assert delivery.status == "dead" and "down" in delivery.last_error
+    assert delivery.status == "parked" and "down" in delivery.last_error
     assert delivery.payload["text"] == "hello"
+    assert channel.sent == []
+    channel.failures.clear()
+    await _queue(app, ["after the outage"])  # the channel answers again: the parked row goes out too
+    await app.outbox.deliver_due()
+    await app.outbox.deliver_due()
+    assert sorted(channel.texts()) == ["after the outage", "hello"]
 
 
 async def test_messages_for_a_channel_nobody_serves_wait(app: App) -> None:
@@ -113,3 +124,35 @@ async def test_the_background_loop_delivers_when_woken(app: App) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await task
     assert len(channel.sent) == 1
+
+
+def test_relaydesk_outbox_lists_stuck_deliveries_and_sends_them_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(f"database:\n  url: sqlite+aiosqlite:///{tmp_path}/desk.db\n", encoding="utf-8")
+    monkeypatch.setenv("RELAYDESK_CONFIG", str(config))
+    statuses = [DeliveryStatus.SENT, DeliveryStatus.PARKED, DeliveryStatus.DEAD, DeliveryStatus.PARKED]
+
+    async def seed() -> None:
+        engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/desk.db")
+        await migrate(engine)
+        async with sessions(engine)() as session, session.begin():
+            for n, status in enumerate(statuses):
+                session.add(Delivery(channel="slack", kind="handoff", payload={"n": n}, status=status, attempts=12))
+        await engine.dispose()
+
+    asyncio.run(seed())
+    assert main(["outbox", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [(row["id"], row["status"]) for row in listed] == [(2, "parked"), (3, "dead"), (4, "parked")]
+    assert main(["report", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["stuck_deliveries"] == {"slack dead": 1, "slack parked": 2}
+    assert main(["outbox", "--requeue", "3"]) == 0
+    assert "1 deliveries re-queued" in capsys.readouterr().out
+    assert main(["outbox", "--requeue", "all"]) == 0
+    assert "2 deliveries re-queued" in capsys.readouterr().out
+    assert main(["outbox"]) == 0
+    assert "0 stuck deliveries" in capsys.readouterr().out
+    assert main(["outbox", "--requeue", "two"]) == 2
+    assert "expected delivery ids or `all`" in capsys.readouterr().err

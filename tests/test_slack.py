@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import shutil
 import time
 from collections.abc import AsyncIterator
@@ -21,6 +22,7 @@ from sqlmodel import select
 from bot.app import App, build_app
 from bot.domain import Attachment, Author, Inbound
 from bot.embeddings import cpu_has_avx2
+from bot.logs import setup_logging
 from bot.storage.models import Conversation, Delivery, Message
 from connectors.slack import cards
 from tests.conftest import REPO, Recorder, make_settings
@@ -371,6 +373,44 @@ async def test_someone_outside_the_queue_channel_cannot_act(world: World) -> Non
     assert "Waiting for an operator" in root.all_text()
 
 
+async def test_a_button_is_authorised_against_its_conversations_queue_not_the_channel_the_request_names(
+    world: World,
+) -> None:
+    root = await handed_off(world)
+    before = list(world.customer.texts())
+    world.slack.channels["C0ELSE"] = {"name": "random", "members": [EVE, "U0BOT"]}
+    draft = world.draft()
+    for message, action in ((draft, cards.SEND), (draft, cards.DISCARD), (root, cards.CLAIM)):
+        elsewhere = Posted("C0ELSE", message.ts, message.text, list(message.blocks), message.thread_ts)
+        await world.press(elsewhere, action, EVE)  # EVE is a member of C0ELSE, not of the queue
+    assert world.customer.texts() == before
+    assert len(world.told(EVE)) == 3 and all("Only members of the support queue" in t for t in world.told(EVE))
+    assert "Waiting for an operator" in root.all_text() and cards.SEND in world.draft().buttons()
+
+
+async def test_at_verbose_no_library_logs_customer_texts_names_or_tokens(
+    tmp_path: Path, slack: FakeSlack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    setup_logging(logging.DEBUG)  # what `relaydesk -v` does
+    try:
+        world, side = await make_world(tmp_path, slack)
+        try:
+            await world.customer_says("Where is my parcel Zanzibar-4242? I want a person")
+            await world.reply("Your Quixotic parcel leaves today")
+        finally:
+            await side.stop()
+            await world.app.close()
+    finally:
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])
+    logged = capsys.readouterr().err
+    assert '"level": "debug"' in logged  # the desk did log in detail
+    for secret in ("Zanzibar", "Quixotic", "Anna", slack.token):
+        assert secret not in logged
+
+
 async def test_members_of_the_operator_group_may_act(tmp_path: Path, slack: FakeSlack) -> None:
     slack.usergroups["S0SUPPORT"] = [EVE]
     built, side = await make_world(tmp_path, slack, operator_group="S0SUPPORT")
@@ -426,6 +466,28 @@ async def test_a_replayed_event_is_handled_once(world: World) -> None:
     await world.side.settle()
     assert world.customer.texts().count("Only once please") == 1
     assert [t.split("\n")[0] for t in world.told(MARIA)] == ["Reply quality (visible only to you):"]  # one score
+
+
+async def test_an_operators_reply_during_a_slack_outage_waits_and_is_sent_or_refused_after_it(world: World) -> None:
+    root = await handed_off(world)
+    before = list(world.customer.texts())
+    chatter = {"type": "message", "channel": QUEUE, "user": MARIA, "text": "hi all", "ts": f"{root.ts}1"}
+    await world.user.event(chatter, "Ev0CHATTER")  # Bolt has met Slack once (its auth.test is cached)
+    world.slack.down = 503  # and nobody's membership is cached: Slack cannot say who may answer
+    await world.reply("Your parcel ships today")
+    await world.reply("I'm not an operator but hi", user=EVE)
+    await world.press(world.draft(), cards.DISCARD, EVE)
+    assert world.customer.texts() == before
+    async with world.app.sessions() as session:
+        waiting = (await session.execute(select(Delivery).where(Delivery.kind == "operator_event"))).scalars().all()
+    assert [d.status for d in waiting] == ["pending"] * 3
+    world.slack.down = 0
+    for _ in range(5):
+        await asyncio.sleep(0.2)  # the outbox's backoff (10 ms, doubling) in tests
+        await world.side.settle()
+    assert world.customer.texts()[len(before) :] == ["Your parcel ships today"]
+    assert len(world.told(EVE)) == 2 and all("Only members of the support queue" in t for t in world.told(EVE))
+    assert cards.SEND in world.draft().buttons()  # EVE's Discard was refused, not done
 
 
 async def test_acks_come_before_slow_work(world: World) -> None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlmodel import SQLModel, select
@@ -95,3 +96,18 @@ async def test_sqlite_schema(tmp_path: Path) -> None:
 
 async def test_postgresql_schema(postgres_url: str) -> None:
     await _check(postgres_url)
+
+
+async def test_workers_started_at_once_all_migrate_a_fresh_postgresql_database(postgres_url: str) -> None:
+    """Each worker has its own engine; all come up on one schema, and the schema was built once."""
+    engines = [create_engine(postgres_url) for _ in range(6)]
+    try:
+        await asyncio.gather(*(migrate(engine) for engine in engines))
+        async with engines[0].connect() as conn:
+            versions = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalars().all()
+            tables = await conn.run_sync(lambda c: set(inspect(c).get_table_names()))
+        assert len(versions) == 1
+        assert tables >= TABLES
+    finally:
+        for engine in engines:
+            await engine.dispose()

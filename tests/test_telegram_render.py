@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.shared import SharedState
 from connectors.telegram.limits import RateLimiter, Verdict
 from connectors.telegram.render import LIMIT, render, visible_length
 from tests.fakes.telegram_api import ApiError, parse_html, utf16_len
@@ -77,12 +78,13 @@ def test_a_single_endless_paragraph_or_word_is_still_cut_to_fit() -> None:
             parse_html(message)
 
 
-def test_the_flood_limiter_tells_once_per_window() -> None:
+async def test_the_flood_limiter_tells_once_per_window() -> None:
     now = [0.0]
-    limiter = RateLimiter(limit=2, window_s=10, clock=lambda: now[0])
-    verdicts = [limiter.check("a") for _ in range(5)]
+    shared = SharedState(clock=lambda: now[0])
+    limiter = RateLimiter(shared, limit=2, window_s=10, clock=lambda: now[0])
+    verdicts = [await limiter.check("a") for _ in range(5)]
     assert verdicts == [Verdict.PASS, Verdict.PASS, Verdict.NOTIFY, Verdict.DROP, Verdict.DROP]
-    assert limiter.check("b") is Verdict.PASS  # per customer
+    assert await limiter.check("b") is Verdict.PASS  # per customer
     now[0] = 10.0
-    assert limiter.check("a") is Verdict.PASS
-    assert RateLimiter(limit=0, window_s=1).check("a") is Verdict.PASS  # 0 switches it off
+    assert await limiter.check("a") is Verdict.PASS
+    assert await RateLimiter(shared, limit=0, window_s=1).check("a") is Verdict.PASS  # 0 switches it off

@@ -13,7 +13,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 from bot.domain import Decision
-from bot.storage.models import Delivery
+from bot.storage.models import Delivery, DeliveryStatus
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # what generate_latest writes
@@ -38,7 +38,8 @@ class LiveMetrics:
         )
         self.deliveries = Counter(
             "relaydesk_deliveries",
-            "Outbox delivery attempts by channel and outcome (sent, failed)",
+            "Outbox delivery attempts by channel and outcome (sent; failed: retried later; parked: gave up until "
+            "the channel answers again; dead: refused for good)",
             ["channel", "outcome"],
             registry=self.registry,
         )
@@ -66,8 +67,8 @@ class LiveMetrics:
             for reason in decision.reasons:
                 self.handoff_reasons.labels(str(reason)).inc()
 
-    def observe_delivery(self, delivery: Delivery, outcome: str) -> None:
-        self.deliveries.labels(delivery.channel, outcome).inc()
+    def observe_delivery(self, delivery: Delivery, status: DeliveryStatus | None) -> None:
+        self.deliveries.labels(delivery.channel, status or "failed").inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

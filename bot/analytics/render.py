@@ -115,6 +115,7 @@ def render_table(report: dict[str, Any]) -> str:
     out += ["escalations: " + _counts(report.get("escalations", {}))]
     out += ["failed bot answers, by signal: " + _counts(report["failed_signals"])]
     out += ["sentiment: " + _counts(report["sentiment"])]
+    out += ["stuck deliveries (relaydesk outbox): " + _counts(report.get("stuck_deliveries", {}))]
     out += ["", "per day"]
     out += _grid(("date", *DAY_COLUMNS), [[d["date"], *(d[c] for c in DAY_COLUMNS)] for d in report["per_day"]])
     return "\n".join(out)
@@ -123,8 +124,8 @@ def render_table(report: dict[str, Any]) -> str:
 def render_csv(report: dict[str, Any]) -> str:
     """One long table: section, key, metric, value.
 
-    Sections: summary, roi, handoff_reasons, failed_signals, sentiment, escalations, per_cohort, per_topic,
-    per_operator, per_day.
+    Sections: summary, roi, handoff_reasons, failed_signals, sentiment, escalations, stuck_deliveries, per_cohort,
+    per_topic, per_operator, per_day.
     """
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -133,7 +134,7 @@ def render_csv(report: dict[str, Any]) -> str:
         writer.writerow(("summary", "", key, _csv(report[key])))
     for metric, value in report["roi"].items():
         writer.writerow(("roi", "", metric, _csv(value)))
-    for section in ("handoff_reasons", "failed_signals", "sentiment", "escalations"):
+    for section in ("handoff_reasons", "failed_signals", "sentiment", "escalations", "stuck_deliveries"):
         for name, count in report.get(section, {}).items():
             writer.writerow((section, name, "count", count))
     for section in ("per_cohort", "per_topic", "per_operator"):
@@ -300,8 +301,8 @@ def render_html(report: dict[str, Any]) -> str:
     )
     roi = report["roi"]
     roi_lines = "".join(f"<p>{escape(line[0].upper() + line[1:])}.</p>" for line in _roi_lines(roi))
-    counted = ("handoff_reasons", "failed_signals", "sentiment", "escalations")
-    reasons, failures, moods, escalations = (escape(_counts(report.get(key, {}))) for key in counted)
+    counted = ("handoff_reasons", "failed_signals", "sentiment", "escalations", "stuck_deliveries")
+    reasons, failures, moods, escalations, stuck = (escape(_counts(report.get(key, {}))) for key in counted)
     window = report["window"]
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
@@ -317,6 +318,7 @@ def render_html(report: dict[str, Any]) -> str:
         f"<h2>Per topic</h2>{_html_table('topic', TOPIC_COLUMNS, report['per_topic'])}"
         f"<h2>Handoffs and mood</h2><p>Handoff reasons: {reasons}</p><p>Escalation topics: {escalations}</p>"
         f"<p>Failed bot answers, by signal: {failures}</p><p>Sentiment: {moods}</p>"
+        f"<p>Stuck deliveries (<code>relaydesk outbox</code>): {stuck}</p>"
         "<p class=muted>A bot answer is confirmed when the customer pressed Helped or thanked the bot, failed "
         "when they asked for a person, repeated the question, were negative, or were handed off after it.</p>"
         f"<h2>Return on investment</h2>{roi_lines}"

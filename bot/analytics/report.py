@@ -61,7 +61,7 @@ from sqlmodel import col
 
 from bot.config import AnalyticsSettings
 from bot.domain import Author, Reason, Sentiment
-from bot.storage.models import Conversation, Event, Feedback, Handoff, Message
+from bot.storage.models import STUCK, Conversation, Delivery, Event, Feedback, Handoff, Message
 
 TOUCHED = ("claimed", "operator_reply", "draft_sent", "draft_discarded")
 CONFIRMING = ("helpful", "thanks")  # Feedback kinds: the Helped button; a customer's thanks after an answer
@@ -267,10 +267,19 @@ async def build_report(
                 .where(in_window, col(Event.type).in_(("bot_answer", "handoff", "llm_usage")))
             )
         ).one()
+        stuck = (
+            await session.execute(
+                select(col(Delivery.channel), col(Delivery.status), func.count())
+                .where(col(Delivery.status).in_(STUCK))
+                .group_by(col(Delivery.channel), col(Delivery.status))
+            )
+        ).all()
     outcomes = _outcomes(feedback, later_handoffs, negative)
     report = _assemble(rows, opening, actions, feedback, outcomes, handoffs, moods, tokens, analytics, since, until)
     # handoffs by escalation topic (prompts/escalation.yaml): the risks the bot never answered alone
     report["escalations"] = {str(name): int(n) for name, n in sorted(escalations, key=lambda e: -e[1])}
+    # deliveries no worker sends on its own any more, whenever queued (`relaydesk outbox` lists and re-queues them)
+    report["stuck_deliveries"] = {f"{channel} {status}": int(n) for channel, status, n in sorted(stuck)}
     return report
 
 

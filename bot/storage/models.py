@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, Column, Index, Table, UniqueConstraint
@@ -101,6 +102,16 @@ class Event(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"  # waiting for its channel (claimed by a worker while its lease lasts)
+    SENT = "sent"
+    PARKED = "parked"  # gave up after outbox.max_attempts while the channel failed: sent when it answers again
+    DEAD = "dead"  # the channel refused it for good (e.g. the customer blocked the bot)
+
+
+STUCK = (DeliveryStatus.PARKED, DeliveryStatus.DEAD)  # rows no worker sends any more on its own
+
+
 class Delivery(SQLModel, table=True):
     """The outbox: every message to a customer or to the operator queue, until it is delivered."""
 
@@ -112,7 +123,7 @@ class Delivery(SQLModel, table=True):
     kind: str = Field(max_length=32)
     payload: dict[str, Any] = _json()
     dedup_key: str | None = Field(default=None, max_length=128, unique=True)
-    status: str = Field(default="pending", max_length=16)  # pending | sent | dead
+    status: str = Field(default=DeliveryStatus.PENDING, max_length=16)  # a DeliveryStatus
     attempts: int = 0
     next_attempt_at: datetime = Field(default_factory=utcnow)
     last_error: str = ""

@@ -1,29 +1,36 @@
 """Who may act on the queue (members of its channel, or of a configured user group) and their names.
 
 Answers are cached for a short while: a click costs no extra Slack call, and someone removed from
-the channel loses the right within `ttl_s`. When Slack cannot say, the answer is no.
+the channel loses the right within `ttl_s`. When Slack cannot say (an outage with the cache expired),
+`allowed` raises `DirectoryUnavailable`: the caller keeps the action until Slack can, never refusing or
+dropping it for that.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-import time
 from collections.abc import Awaitable, Callable
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.shared import SharedState
+
 log = logging.getLogger(__name__)
 
 
+class DirectoryUnavailable(Exception):
+    """Slack could not say who may act on the queue."""
+
+
 class OperatorDirectory:
-    def __init__(self, client: AsyncWebClient, group: str = "", ttl_s: float = 60.0) -> None:
+    def __init__(self, client: AsyncWebClient, shared: SharedState, group: str = "", ttl_s: float = 60.0) -> None:
         self._client = client
+        self._shared = shared  # the cache, shared by the workers when Redis is configured
         self._group = group
         self._ttl_s = ttl_s
-        self._members: dict[str, tuple[float, frozenset[str]]] = {}
-        self._names: dict[str, tuple[float, str]] = {}
 
     async def allowed(self, user: str, channel: str) -> bool:
         if not user:
@@ -34,9 +41,9 @@ class OperatorDirectory:
 
     async def name(self, user: str) -> str:
         """The operator's Slack name (display name, else real name), recorded on everything they do."""
-        hit = self._names.get(user)
-        if hit and hit[0] > time.monotonic():
-            return hit[1]
+        hit = await self._shared.get(f"slack-name:{user}")
+        if hit is not None:
+            return hit
         try:
             info = (await self._client.users_info(user=user))["user"]
         except (SlackApiError, aiohttp.ClientError, TimeoutError, KeyError, TypeError):
@@ -45,19 +52,19 @@ class OperatorDirectory:
         profile = info.get("profile") or {}
         name = profile.get("display_name") or profile.get("real_name") or info.get("real_name") or info.get("name")
         name = str(name or user)
-        self._names[user] = (time.monotonic() + self._ttl_s * 60, name)
+        await self._shared.put(f"slack-name:{user}", name, self._ttl_s * 60)
         return name
 
     async def _cached(self, key: str, load: Callable[[str], Awaitable[frozenset[str]]], arg: str) -> frozenset[str]:
-        hit = self._members.get(key)
-        if hit and hit[0] > time.monotonic():
-            return hit[1]
+        hit = await self._shared.get(f"slack-members:{key}")
+        if hit is not None:
+            return frozenset(json.loads(hit))
         try:
             members = await load(arg)
         except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
             log.warning("slack: could not list %s: %s", key, exc)
-            return frozenset()
-        self._members[key] = (time.monotonic() + self._ttl_s, members)
+            raise DirectoryUnavailable(f"slack: could not list {key}: {type(exc).__name__}") from None
+        await self._shared.put(f"slack-members:{key}", json.dumps(sorted(members)), self._ttl_s)
         return members
 
     async def _channel_members(self, channel: str) -> frozenset[str]:

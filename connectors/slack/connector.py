@@ -64,10 +64,11 @@ class SlackConnector:
             app.texts,
             app.outbox,
             self.client,
-            OperatorDirectory(self.client, self._settings.operator_group),
+            OperatorDirectory(self.client, app.shared, self._settings.operator_group),
             self._settings,
             app.desk.queue_channel,
             StatsCommand(app.sessions, app.settings),
+            app.shared,
         )
         secret = self._settings.signing_secret
         self._verifier = SignatureVerifier(secret) if secret else None
@@ -79,6 +80,7 @@ class SlackConnector:
             logger=logging.getLogger("connectors.slack.bolt"),
         )
         self.handlers.register(self.bolt)
+        self.queue.replay = self.handlers.replay
 
     def _check(self) -> None:
         if not self._settings.queue_channel:

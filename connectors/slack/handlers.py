@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -25,10 +24,11 @@ from bot.journal import send_to_customer
 from bot.operators import ActionResult, OperatorActions
 from bot.outbox import Outbox, enqueue
 from bot.quality import describe
+from bot.shared import SharedState
 from bot.storage.models import Conversation, Customer, Handoff, Message
 from bot.texts import Texts
 from connectors.slack import cards
-from connectors.slack.access import OperatorDirectory
+from connectors.slack.access import DirectoryUnavailable, OperatorDirectory
 from connectors.slack.sender import latest_handoff_at, split_ref, thread_ref
 from connectors.slack.stats import HELP, USAGE, StatsCommand
 from connectors.slack.stats import REFUSED as STATS_REFUSED
@@ -36,7 +36,7 @@ from connectors.slack.text import to_plain
 
 log = logging.getLogger(__name__)
 
-SEEN_EVENTS = 5000
+EVENT_MEMORY_S = 3600.0  # Slack retries an event for about an hour: each event id is handled once within it
 REFUSED = "Only members of the support queue can act on customer conversations — nothing was sent."
 REPLY_SUBTYPES = frozenset({None, "file_share", "thread_broadcast"})
 _LEARNED = {cards.TEACH: "🎓", cards.ALWAYS_A_PERSON: "🙋"}  # buttons that teach the bot and leave the card as is
@@ -54,7 +54,9 @@ class SlackHandlers:
         settings: SlackSettings,
         queue_channel: str,
         stats: StatsCommand | None = None,
+        shared: SharedState | None = None,
     ) -> None:
+        self._shared = shared or SharedState()
         self._actions = actions
         self.stats = stats
         self._sessions = sessions
@@ -65,7 +67,6 @@ class SlackHandlers:
         self._settings = settings
         self._queue = queue_channel
         self._tasks: set[asyncio.Task[None]] = set()
-        self._seen: OrderedDict[str, None] = OrderedDict()
         self._conversation_buttons: dict[str, Callable[[int, str], Awaitable[ActionResult]]] = {
             cards.CLAIM: self._actions.claim,
             cards.RESOLVE: self._actions.resolve,
@@ -101,26 +102,38 @@ class SlackHandlers:
         except Exception:  # after the ack nobody is waiting for an answer: log, never crash the loop
             log.exception("slack: handling a request failed")
 
-    def _first_time(self, event_id: str | None) -> bool:
+    async def _first_time(self, event_id: str | None) -> bool:
         """Slack redelivers an event it thinks we missed (same event_id): handle each once."""
         if not event_id:
             return True
-        if event_id in self._seen:
-            return False
-        self._seen[event_id] = None
-        while len(self._seen) > SEEN_EVENTS:
-            self._seen.popitem(last=False)
-        return True
+        return await self._shared.first_time(f"slack-event:{event_id}", EVENT_MEMORY_S)  # by any worker
 
     # -- listeners: acknowledge, then work --------------------------------------------------------
 
     async def on_message(self, body: dict[str, Any], event: dict[str, Any]) -> None:
-        if self._first_time(body.get("event_id")):  # Bolt has acknowledged events already
-            self._spawn(self._message(event))
+        if await self._first_time(body.get("event_id")):  # Bolt has acknowledged events already
+            self._spawn(self._or_later({"event": event}, f"{event.get('channel')}:{event.get('ts')}"))
 
     async def on_button(self, ack: AsyncAck, body: dict[str, Any], action: dict[str, Any]) -> None:
         await ack()
-        self._spawn(self._button(body, action))
+        user = (body.get("user") or {}).get("id")
+        self._spawn(self._or_later({"body": body, "action": action}, f"{user}:{action.get('action_ts')}"))
+
+    async def replay(self, payload: dict[str, Any]) -> None:
+        """Handle an event or a button press kept by `_or_later` (raises DirectoryUnavailable while Slack can't say)."""
+        if "event" in payload:
+            await self._message(payload["event"])
+        else:
+            await self._button(payload["body"], payload["action"])
+
+    async def _or_later(self, payload: dict[str, Any], key: str) -> None:
+        """Handle it now, or, when Slack cannot say whether the operator may act, keep it in the outbox: it is
+        handled (sent, or refused with a note the operator sees) once Slack answers again; never lost."""
+        try:
+            await self.replay(payload)
+        except DirectoryUnavailable:
+            await self._outbox.later(self._queue, "operator_event", payload, dedup_key=f"slack-later:{key}")
+            log.warning("slack: could not check an operator's rights; their action waits in the outbox")
 
     async def on_edit_submitted(self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
         values = (view.get("state") or {}).get("values") or {}
@@ -285,7 +298,9 @@ class SlackHandlers:
         action_id, value = str(action.get("action_id")), str(action.get("value", ""))
         if not value.isdigit():
             return
-        if not await self._directory.allowed(user, channel):
+        on_conversation = action_id in self._conversation_buttons
+        home = await self._home(int(value) if on_conversation else None, None if on_conversation else int(value))
+        if not home or not await self._directory.allowed(user, home):
             await self._tell(channel, user, REFUSED, thread_ts)
             return
         if action_id == cards.EDIT:  # the trigger id lives 3 s: open the modal before anything else
@@ -348,7 +363,8 @@ class SlackHandlers:
         if not handoff_id.isdigit() or not channel:
             log.warning("slack: an edit modal came back without its draft reference")
             return
-        if not await self._directory.allowed(user, channel):
+        home = await self._home(None, int(handoff_id))
+        if not home or not await self._directory.allowed(user, home):
             await self._tell(channel, user, REFUSED, None)
             return
         operator = await self._directory.name(user)
@@ -417,6 +433,16 @@ class SlackHandlers:
         async with self._sessions() as session:
             query = select(Conversation).where(Conversation.queue_thread == thread_ref(channel, thread_ts))
             return (await session.execute(query.limit(1))).scalars().first()
+
+    async def _home(self, conversation_id: int | None, handoff_id: int | None) -> str:
+        """The queue channel whose thread the conversation (or the handoff's) lives in; "" when none.
+
+        A button or an edit is authorised against it, never against the channel the request names."""
+        async with self._sessions() as session:
+            handoff = await session.get(Handoff, handoff_id) if handoff_id is not None else None
+            conversation_id = handoff.conversation_id if handoff is not None else conversation_id
+            conversation = await session.get(Conversation, conversation_id) if conversation_id is not None else None
+        return split_ref(conversation.queue_thread)[0] if conversation and conversation.queue_thread else ""
 
     async def _load(self, conversation_id: int) -> Conversation | None:
         async with self._sessions() as session:

@@ -2,7 +2,9 @@
 
 Kinds (from the core): `handoff` (root card + draft in its thread; returns "CHANNEL:TS", stored as the
 conversation's `queue_thread`), `customer_message` (into the thread), `state` (re-render the root
-card in place). Our own kind: `draft_done` (the draft message after Send / Discard).
+card in place). Our own kinds: `draft_done` (the draft message after Send / Discard) and `operator_event` (an
+operator's Slack event or button press that came while Slack could not say who may act: handled again,
+by `replay`, until it can).
 
 Cards are always rendered from the database at delivery time, so a delayed or repeated delivery
 shows the conversation as it is now. A 429, 5xx or network error raises `RetryLater`; a handoff
@@ -27,6 +29,7 @@ from bot.domain import Author
 from bot.ports import RetryLater
 from bot.storage.models import Conversation, Delivery, Handoff, Message
 from connectors.slack import cards
+from connectors.slack.access import DirectoryUnavailable
 from connectors.slack.text import clip, escape
 
 log = logging.getLogger(__name__)
@@ -82,7 +85,9 @@ class SlackQueue:
             "state": self._state,
             "draft_done": self._draft_done,
             "notice": self._notice,
+            "operator_event": self._operator_event,
         }
+        self.replay: Callable[[dict[str, Any]], Awaitable[None]] | None = None  # set by the Slack handlers
 
     async def deliver(self, delivery: Delivery) -> str | None:
         handler = self._kinds.get(delivery.kind)
@@ -100,6 +105,14 @@ class SlackQueue:
         return self._settings.routes.get(topic or "", self._settings.queue_channel)
 
     # -- kinds ------------------------------------------------------------------------------------
+
+    async def _operator_event(self, delivery: Delivery) -> None:
+        if self.replay is None:
+            raise RetryLater("slack: operator events are not handled in this process yet")
+        try:
+            await self.replay(delivery.payload)
+        except DirectoryUnavailable as exc:
+            raise RetryLater(str(exc)) from None
 
     async def _handoff(self, delivery: Delivery) -> str:
         payload = delivery.payload

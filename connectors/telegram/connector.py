@@ -110,7 +110,7 @@ class TelegramConnector:
         check_settings(self.settings)
         self.bot = bot or create_bot(self.settings)
         self.sender = TelegramSender(self.bot, app.texts)
-        limiter = RateLimiter(self.settings.rate_limit_messages, self.settings.rate_limit_window_s)
+        limiter = RateLimiter(app.shared, self.settings.rate_limit_messages, self.settings.rate_limit_window_s)
         self.handlers = CustomerHandlers(app, self.bot, limiter)
         self.dispatcher = Dispatcher()
         self.dispatcher.include_router(self.handlers.router())

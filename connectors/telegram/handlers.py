@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -32,6 +31,7 @@ from connectors.telegram.limits import RateLimiter, Verdict
 log = logging.getLogger(__name__)
 
 TYPING_EVERY_S = 4.0  # Telegram shows "typing…" for about 5 seconds
+PRESS_MEMORY_S = 86_400.0  # a button press (callback id) is handled once within this time, by any worker
 HUMAN = "/human"  # what the desk's analysis reads as "hand me to a person"
 
 
@@ -75,7 +75,7 @@ class RateLimit:
         data: dict[str, Any],
     ) -> Any:
         assert isinstance(event, Message)
-        verdict = self._limiter.check(str(event.chat.id))
+        verdict = await self._limiter.check(str(event.chat.id))
         if verdict is Verdict.PASS:
             return await handler(event, data)
         log.info("telegram: rate limit for a customer (%s)", verdict.value)
@@ -91,7 +91,6 @@ class CustomerHandlers:
         self._limiter = limiter
         self._typing: dict[str, float] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._pressed: OrderedDict[str, None] = OrderedDict()  # callback ids already handled
 
     def router(self) -> Router:
         router = Router(name="relaydesk-customers")
@@ -151,12 +150,9 @@ class CustomerHandlers:
             log.info("telegram: a stale or forged button press was refused")
             await self._answer(query, "stale_button", language)
             return
-        if query.id in self._pressed:
+        if not await self._app.shared.first_time(f"telegram-press:{query.id}", PRESS_MEMORY_S):  # any worker's
             await self._answer(query, "stale_button", language)
             return
-        self._pressed[query.id] = None
-        while len(self._pressed) > 10_000:
-            self._pressed.popitem(last=False)
         if callback_data.action == "human":
             inbound = Inbound(
                 CHANNEL, chat_id, f"{chat_id}:cb:{query.id}", HUMAN, name_of(query.from_user), language_hint=language
