@@ -84,6 +84,14 @@ def test_a_missing_or_damaged_head_is_named(tmp_path: Path) -> None:
     wrong = tmp_path / "wrong.npz"
     with np.load(HEAD) as data:
         parts = dict(data)
-    np.savez(wrong, **{**parts, "weights": parts["weights"][:10]})
+    np.savez(wrong, **{**parts, "weights_0": parts["weights_0"][:10]})
     with pytest.raises(SentimentModelError, match="do not fit"):
         SentimentModel.load(wrong)
+    last = int(parts["layers"]) - 1
+    short = tmp_path / "short.npz"
+    np.savez(
+        short,
+        **{**parts, f"weights_{last}": parts[f"weights_{last}"][:, :2], f"bias_{last}": parts[f"bias_{last}"][:2]},
+    )
+    with pytest.raises(SentimentModelError, match="labels"):
+        SentimentModel.load(short)
