@@ -238,8 +238,10 @@ def tune(
     """The thresholds with the highest automation rate whose precision holds on new traffic.
 
     The tuning cases count as they are (an `expected: null` case answered is a wrong answer); the held-out
-    scores of `run` count as wrong answers, weighted so that with the `expected: null` cases they make
-    `out_of_scope_share` of the traffic; the precision's Wilson lower bound at `z` must reach the target."""
+    scores of `run` (questions of articles the classifier did not learn) count as wrong answers weighing
+    `out_of_scope_share` of the in-scope traffic besides them: the `expected: null` cases an admin writes are
+    mostly far from the shop, the held-out articles stand for the near topics the KB does not cover yet.
+    The precision's Wilson lower bound at `z` must reach the target."""
     judged: list[Judged] = []
     topical = [o for o in run.outcomes if o.case.expected is not NO_TOPIC and o.case.expected != SMALL_TALK]
     for outcome in topical:
@@ -249,10 +251,9 @@ def tune(
         in_scope = outcome.case.expected is not None
         judged.append(Judged(scores, in_scope and outcome.top == outcome.case.expected, 1.0, in_scope))
     in_scope_count = sum(1 for o in topical if o.case.expected is not None)
-    # The held-out messages make up what the real out-of-scope cases leave of the assumed share.
-    missing = out_of_scope_share / (1 - out_of_scope_share) * in_scope_count - (len(topical) - in_scope_count)
-    if run.held_out and missing > 0:
-        judged += [Judged(s, False, missing / len(run.held_out), False) for s in run.held_out]
+    near = out_of_scope_share / (1 - out_of_scope_share) * in_scope_count
+    if run.held_out and near > 0:
+        judged += [Judged(s, False, near / len(run.held_out), False) for s in run.held_out]
     thresholds, _ = choose(judged, target_precision, z)
     return {
         "settings": vars(thresholds),
