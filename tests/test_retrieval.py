@@ -52,9 +52,11 @@ CROWDED = [
 CLASSIFIER = [("installment-plan", 0.5), ("payment-methods", 0.25), ("invoice-receipt", 0.1)]
 
 
-def test_a_topic_taught_several_times_is_answered_with_the_taught_answer() -> None:
-    assert answered(sorted(CROWDED, key=lambda h: -h.similarity), CLASSIFIER) == "case-1"
-    matches, confidence, _ = rank_topics(CROWDED, CLASSIFIER)
+def test_a_topic_taught_several_times_wins_with_the_taught_answer() -> None:
+    """Whether it then goes out alone is the tuned thresholds' call (at the shipped ones, this crowded
+    paraphrase at similarity 0.88 is a draft; bench/README.md, learning speed)."""
+    matches, confidence, _ = rank_topics(sorted(CROWDED, key=lambda h: -h.similarity), CLASSIFIER)
+    assert matches[0].article_id == "case-1"
     assert [m.kind for m in matches[:2]] == ["case", "article"]  # the four cases are one answer, not four topics
     assert confidence > 3 * matches[1].score
 
@@ -67,6 +69,8 @@ def test_cases_with_different_answers_do_not_add_up() -> None:
     assert answered(distinct, CLASSIFIER) is None
     matches, confidence, _ = rank_topics(distinct, CLASSIFIER)
     assert matches[0].article_id == "case-1" and confidence < AUTOMATION.min_confidence  # still the draft
+    pooled = rank_topics(CROWDED, CLASSIFIER)[1]
+    assert confidence < pooled / 2  # one operator's answer among four weighs far less than an answer taught four times
 
 
 def test_the_same_answer_typed_differently_is_one_answer() -> None:
