@@ -474,6 +474,8 @@ class OperatorActions:
         if handed_off is None or reply is None or reply.created_at < handed_off[0].created_at:
             return None  # an answer written before the question was handed off does not answer it
         handoff, question = handed_off
+        if Reason.COMPENSATION in handoff.reasons:
+            return None  # an offer for one customer's order (its promo code) is no answer for anyone else
         return (str(handoff.id), question, reply.text, language), reply.id
 
     @staticmethod
@@ -497,8 +499,6 @@ class OperatorActions:
         )
         if handoff is None or not handoff.question:
             return None
-        if Reason.COMPENSATION in handoff.reasons:
-            return None  # an offer for one customer's order (its promo code) is no answer for anyone else
         question: str | None = handoff.question
         if only_asks_for_a_person(handoff.question):
             question = await OperatorActions._asked_before(session, handoff)
