@@ -184,7 +184,8 @@ class TriageExamples:
         if written:
             self._written_matrix = await self._embeddings.matrix(escalations)
             self._escalations = escalations
-        marked = self._marked is not None and await asyncio.to_thread(self._marked.changed)
+        # Chroma is asked (off the event loop) only when a poll is due: no thread hop for most messages.
+        marked = self._marked is not None and self._marked.due() and await asyncio.to_thread(self._marked.changed)
         if marked:
             assert self._marked is not None
             self._marked_messages = await asyncio.to_thread(self._marked.all)

@@ -78,11 +78,14 @@ class MarkedMessages:
         self._count, self._checked = len(found), time.monotonic()
         return sorted(found, key=lambda m: m.marked_at)
 
+    def due(self, poll_s: float = POLL_S) -> bool:
+        """Whether `changed` would ask Chroma now: never read, or last asked `poll_s` ago (no I/O)."""
+        return self._count < 0 or time.monotonic() - self._checked >= poll_s
+
     def changed(self, poll_s: float = POLL_S) -> bool:
         """Whether the collection holds another number of messages than the last `all()` read (another
         worker marked or removed one); asked of Chroma at most every `poll_s`."""
-        now = time.monotonic()
-        if self._count >= 0 and now - self._checked < poll_s:
+        if not self.due(poll_s):
             return False
-        self._checked = now
+        self._checked = time.monotonic()
         return int(self._collection.count()) != self._count
