@@ -24,7 +24,8 @@ from sqlmodel import col, select
 from bot.analysis.intent import only_asks_for_a_person
 from bot.analysis.language import detect_language
 from bot.analysis.sentiment import score_sentiment
-from bot.domain import Author, Reason, State
+from bot.deliveries import Buttons, DeliveryKind, StateChange
+from bot.domain import Author, EventType, Reason, State
 from bot.journal import record_event, send_to_customer
 from bot.knowledge.index import KnowledgeIndex
 from bot.outbox import Outbox, enqueue
@@ -44,7 +45,11 @@ _QUOTED = 80  # characters of a question or reply quoted back to the operator
 # Handoff.status: a draft's lifecycle (open → sent | discarded | expired).
 OPEN, SENT, DISCARDED, EXPIRED = "open", "sent", "discarded", "expired"
 # What settles a draft's question (the event that expires it), as the operator is told.
-_SETTLED_BY = {"resolved": "resolved", "returned_to_bot": "returned to the bot", "operator_reply": "answered"}
+_SETTLED_BY = {
+    EventType.RESOLVED: "resolved",
+    EventType.RETURNED_TO_BOT: "returned to the bot",
+    EventType.OPERATOR_REPLY: "answered",
+}
 
 
 @dataclass(frozen=True)
@@ -138,7 +143,7 @@ class OperatorActions:
                 event_id = await session.run_sync(
                     record_event,
                     conversation_id,
-                    "operator_reply",
+                    EventType.OPERATOR_REPLY,
                     operator,
                     handoff_id=handoff_id,
                     chars=len(text),
@@ -181,7 +186,7 @@ class OperatorActions:
             if handoff is None or handoff.status != OPEN:
                 return ActionResult(False, "nothing to discard")
             handoff.status = DISCARDED
-            await session.run_sync(record_event, handoff.conversation_id, "draft_discarded", operator)
+            await session.run_sync(record_event, handoff.conversation_id, EventType.DRAFT_DISCARDED, operator)
         return ActionResult(True, "draft discarded", handoff.conversation_id)
 
     async def note(self, conversation_id: int, operator: str, text: str) -> ActionResult:
@@ -218,9 +223,9 @@ class OperatorActions:
                 customer,
                 conversation.id,
                 self._texts.render("resolved", customer.language),
-                buttons="csat",
+                buttons=Buttons.CSAT,
             )
-            await session.run_sync(record_event, conversation.id, "resolved", operator=operator)
+            await session.run_sync(record_event, conversation.id, EventType.RESOLVED, operator=operator)
             await self._expire_drafts(session, conversation_id)
             await self._queue_state(session, conversation)
             found_case = await self._case(session, conversation_id, customer.language)
@@ -263,7 +268,7 @@ class OperatorActions:
                 log.exception("operators: could not store the taught case")
                 return ActionResult(False, "the knowledge index could not be updated; try again", conversation_id)
             await session.run_sync(
-                record_event, conversation.id, "taught", operator=operator, case=case[0], message_id=reply_id
+                record_event, conversation.id, EventType.TAUGHT, operator=operator, case=case[0], message_id=reply_id
             )
         return ActionResult(True, f"taught: the bot may now send {taught}", conversation_id)
 
@@ -294,7 +299,9 @@ class OperatorActions:
         if chosen is None:
             return ActionResult(False, f"messages like “{shown}” already go to a person", conversation_id)
         async with self._sessions() as session, session.begin():
-            await session.run_sync(record_event, conversation_id, "marked", operator=operator, topic=chosen.name)
+            await session.run_sync(
+                record_event, conversation_id, EventType.MARKED, operator=operator, topic=chosen.name
+            )
         return ActionResult(
             True, f"always a person: messages like “{shown}” now go to operators as “{chosen.label}”", conversation_id
         )
@@ -313,7 +320,7 @@ class OperatorActions:
             await session.run_sync(
                 send_to_customer, customer, conversation.id, self._texts.render("returned_to_bot", customer.language)
             )
-            await session.run_sync(record_event, conversation.id, "returned_to_bot", operator=operator)
+            await session.run_sync(record_event, conversation.id, EventType.RETURNED_TO_BOT, operator=operator)
             await self._expire_drafts(session, conversation_id)
             await self._queue_state(session, conversation)
         return self._done("returned to the bot", conversation_id)
@@ -327,11 +334,11 @@ class OperatorActions:
             if conversation is None:
                 return ActionResult(False, f"no conversation {conversation_id}")
             session.add(Feedback(conversation_id=conversation_id, kind=kind, value=value))
-            await session.run_sync(record_event, conversation.id, "feedback", kind=kind, value=value)
+            await session.run_sync(record_event, conversation.id, EventType.FEEDBACK, kind=kind, value=value)
             if kind == "helpful" and conversation.state == State.BOT:
                 conversation.state = State.RESOLVED  # solved by the bot alone
                 conversation.resolved_at = utcnow()
-                await session.run_sync(record_event, conversation.id, "resolved", by="bot")
+                await session.run_sync(record_event, conversation.id, EventType.RESOLVED, by="bot")
                 await self._expire_drafts(session, conversation_id)
         return ActionResult(True, "thank you", conversation_id)
 
@@ -356,20 +363,20 @@ class OperatorActions:
         conversation.state = State.OPERATOR
         conversation.operator = operator
         conversation.updated_at = utcnow()
-        await session.run_sync(record_event, conversation.id, "claimed", operator=operator)
+        await session.run_sync(record_event, conversation.id, EventType.CLAIMED, operator=operator)
         await self._queue_state(session, conversation)
 
     async def _queue_state(self, session: AsyncSession, conversation: Conversation) -> None:
         await session.run_sync(
             enqueue,
             self._queue_channel,
-            "state",
-            {
-                "conversation_id": conversation.id,
-                "thread": conversation.queue_thread,
-                "state": conversation.state,
-                "operator": conversation.operator,
-            },
+            DeliveryKind.STATE,
+            StateChange(
+                conversation_id=conversation.id or 0,
+                thread=conversation.queue_thread,
+                state=State(conversation.state),
+                operator=conversation.operator,
+            ),
             conversation.id,
         )
 
@@ -412,7 +419,7 @@ class OperatorActions:
                     if logged is not None:
                         logged.data = {**logged.data, "quality": quality}
                 if spent:
-                    await session.run_sync(record_event, conversation_id, "llm_usage", purpose="judge", **spent)
+                    await session.run_sync(record_event, conversation_id, EventType.LLM_USAGE, purpose="judge", **spent)
         except Exception:  # advice only: the reply is sent and keeps its offline score
             log.exception("operators: could not store the judge's score")
             return offline
@@ -444,7 +451,8 @@ class OperatorActions:
             .order_by(col(Event.id))
             .limit(1)
         )
-        why = _SETTLED_BY.get(settled.scalar() or "", "settled")
+        event = settled.scalar()
+        why = _SETTLED_BY.get(EventType(event), "settled") if event else "settled"
         return f"the draft expired when the conversation was {why}: reply in your own words if needed"
 
     @staticmethod
@@ -459,7 +467,7 @@ class OperatorActions:
                 handoff.status = status
                 conversation_id = handoff.conversation_id
                 await session.run_sync(
-                    record_event, conversation_id, "draft_sent", operator, handoff_id=handoff_id, edited=edited
+                    record_event, conversation_id, EventType.DRAFT_SENT, operator, handoff_id=handoff_id, edited=edited
                 )
 
     @staticmethod
@@ -511,7 +519,7 @@ class OperatorActions:
         resolved = (
             select(func.max(Event.created_at))
             .where(Event.conversation_id == handoff.conversation_id)
-            .where(Event.type == "resolved")
+            .where(Event.type == EventType.RESOLVED)
             .where(col(Event.created_at) < handoff.created_at)
             .scalar_subquery()
         )
@@ -536,7 +544,7 @@ class OperatorActions:
         events = (
             (
                 await session.execute(
-                    select(Event).where(Event.conversation_id == conversation_id).where(Event.type == "taught")
+                    select(Event).where(Event.conversation_id == conversation_id).where(Event.type == EventType.TAUGHT)
                 )
             )
             .scalars()
