@@ -1,7 +1,7 @@
 """The desk: one customer message in, a decision out, every delivery through the outbox.
 
-A conversation is a small state machine (bot → waiting_operator → operator → resolved, and
-operator → bot on "return to bot"); while an operator owns it the bot never answers by itself.
+A conversation's state changes only through bot.lifecycle's table; while an operator owns it the bot never
+answers by itself.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from bot.deliveries import Buttons, CustomerMessage, DeliveryKind, HandoffCard
 from bot.domain import Analysis, Answer, Author, Decision, EventType, Inbound, OrderFacts, Reason, State, spent
 from bot.hours import BusinessHours
 from bot.journal import record_event, send_to_customer
+from bot.lifecycle import Move, advance
 from bot.orders.conversation import ask_once, continue_topic, with_orders
 from bot.orders.status import OrderStatus
 from bot.outbox import Outbox, enqueue
@@ -226,9 +227,10 @@ class Desk:
             reasons = self._reasons(inbound, analysis, answer, repeats, cohort)
         changes: dict[str, Any] = {"updated_at": utcnow()}
         if reopened:
-            changes |= {"state": State.BOT, "operator": None}
+            state = advance(state, Move.REOPEN)
+            changes |= {"state": state, "operator": None}
         if reasons:
-            changes["state"] = State.WAITING_OPERATOR
+            changes["state"] = advance(state, Move.HAND_OFF)
         if analysis is not None:
             changes["priority"] = analysis.priority
             if analysis.topic:

@@ -28,6 +28,7 @@ from bot.deliveries import Buttons, DeliveryKind, StateChange
 from bot.domain import Author, EventType, Reason, State
 from bot.journal import record_event, send_to_customer
 from bot.knowledge.index import KnowledgeIndex
+from bot.lifecycle import Draft, Move, advance, allowed, may_claim, settle_draft
 from bot.outbox import Outbox, enqueue
 from bot.quality import score_reply
 from bot.storage.models import Conversation, Customer, Delivery, Event, Feedback, Handoff, Message, utcnow
@@ -42,8 +43,6 @@ log = logging.getLogger(__name__)
 _LOOK_BACK = 20  # customer messages searched for the question behind a bare request for a person
 _QUOTED = 80  # characters of a question or reply quoted back to the operator
 
-# Handoff.status: a draft's lifecycle (open → sent | discarded | expired).
-OPEN, SENT, DISCARDED, EXPIRED = "open", "sent", "discarded", "expired"
 # What settles a draft's question (the event that expires it), as the operator is told.
 _SETTLED_BY = {
     EventType.RESOLVED: "resolved",
@@ -94,7 +93,7 @@ class OperatorActions:
             if isinstance(found, ActionResult):
                 return found
             conversation, _ = found
-            if conversation.state == State.OPERATOR and conversation.operator not in (None, operator):
+            if conversation.state == State.OPERATOR and not may_claim(conversation.operator, operator):
                 return ActionResult(False, f"already claimed by {conversation.operator}", conversation_id)
             await self._take(session, conversation, operator)
         return self._done("claimed", conversation_id)
@@ -116,7 +115,7 @@ class OperatorActions:
                 if isinstance(found, ActionResult):
                     return found
                 conversation, customer = found
-                if conversation.state == State.OPERATOR and conversation.operator not in (None, operator):
+                if conversation.state == State.OPERATOR and not may_claim(conversation.operator, operator):
                     return ActionResult(False, f"{conversation.operator} owns this conversation", conversation_id)
                 if dedup_key and await self._delivered(session, dedup_key):
                     return ActionResult(False, "already sent", conversation_id)
@@ -172,7 +171,7 @@ class OperatorActions:
             handoff.conversation_id, operator, body, dedup_key=f"handoff:{handoff_id}:send", handoff_id=handoff_id
         )
         if result.ok:
-            await self._set_handoff(handoff_id, SENT, operator, edited=text is not None and text != handoff.draft)
+            await self._set_handoff(handoff_id, Draft.SENT, operator, edited=text is not None and text != handoff.draft)
         return result
 
     async def draft_refusal(self, handoff_id: int) -> str | None:
@@ -183,9 +182,9 @@ class OperatorActions:
     async def discard_draft(self, handoff_id: int, operator: str) -> ActionResult:
         async with self._sessions() as session, session.begin():
             handoff = await session.get(Handoff, handoff_id)
-            if handoff is None or handoff.status != OPEN:
+            if handoff is None or handoff.status != Draft.OPEN:
                 return ActionResult(False, "nothing to discard")
-            handoff.status = DISCARDED
+            handoff.status = settle_draft(handoff.status, Draft.DISCARDED)
             await session.run_sync(record_event, handoff.conversation_id, EventType.DRAFT_DISCARDED, operator)
         return ActionResult(True, "draft discarded", handoff.conversation_id)
 
@@ -213,9 +212,9 @@ class OperatorActions:
             if isinstance(found, ActionResult):
                 return found
             conversation, customer = found
-            if conversation.state == State.RESOLVED:
+            if not allowed(conversation.state, Move.RESOLVE):
                 return ActionResult(False, "already resolved", conversation_id)
-            conversation.state = State.RESOLVED
+            conversation.state = advance(conversation.state, Move.RESOLVE)
             conversation.resolved_at = conversation.updated_at = utcnow()
             conversation.operator = conversation.operator or operator
             await session.run_sync(
@@ -312,9 +311,9 @@ class OperatorActions:
             if isinstance(found, ActionResult):
                 return found
             conversation, customer = found
-            if conversation.state == State.BOT:
+            if not allowed(conversation.state, Move.RETURN_TO_BOT):
                 return ActionResult(False, "the bot already has it", conversation_id)
-            conversation.state = State.BOT
+            conversation.state = advance(conversation.state, Move.RETURN_TO_BOT)
             conversation.operator = None
             conversation.updated_at = utcnow()
             await session.run_sync(
@@ -335,8 +334,8 @@ class OperatorActions:
                 return ActionResult(False, f"no conversation {conversation_id}")
             session.add(Feedback(conversation_id=conversation_id, kind=kind, value=value))
             await session.run_sync(record_event, conversation.id, EventType.FEEDBACK, kind=kind, value=value)
-            if kind == "helpful" and conversation.state == State.BOT:
-                conversation.state = State.RESOLVED  # solved by the bot alone
+            if kind == "helpful" and allowed(conversation.state, Move.HELPED):
+                conversation.state = advance(conversation.state, Move.HELPED)
                 conversation.resolved_at = utcnow()
                 await session.run_sync(record_event, conversation.id, EventType.RESOLVED, by="bot")
                 await self._expire_drafts(session, conversation_id)
@@ -360,7 +359,7 @@ class OperatorActions:
         """The operator owns the conversation from now on: the bot stays silent."""
         if conversation.state == State.OPERATOR and conversation.operator == operator:
             return
-        conversation.state = State.OPERATOR
+        conversation.state = advance(conversation.state, Move.CLAIM)
         conversation.operator = operator
         conversation.updated_at = utcnow()
         await session.run_sync(record_event, conversation.id, EventType.CLAIMED, operator=operator)
@@ -429,19 +428,19 @@ class OperatorActions:
     async def _expire_drafts(session: AsyncSession, conversation_id: int, keep: int | None = None) -> None:
         """The conversation's open drafts (but `keep`, the one being sent) die: their question is settled."""
         drafts = await session.execute(
-            select(Handoff).where(Handoff.conversation_id == conversation_id).where(Handoff.status == OPEN)
+            select(Handoff).where(Handoff.conversation_id == conversation_id).where(Handoff.status == Draft.OPEN)
         )
         for handoff in drafts.scalars():
             if handoff.id != keep:
-                handoff.status = EXPIRED
+                handoff.status = settle_draft(handoff.status, Draft.EXPIRED)
 
     @staticmethod
     async def _unsendable(session: AsyncSession, handoff_id: int) -> str | None:
         """Why the draft can no longer be sent, as the operator is told; None while it is open."""
         handoff = await session.get(Handoff, handoff_id)
-        if handoff is None or handoff.status == OPEN:
+        if handoff is None or handoff.status == Draft.OPEN:
             return None
-        if handoff.status != EXPIRED:
+        if handoff.status != Draft.EXPIRED:
             return f"the draft was already {handoff.status}"
         settled = await session.execute(  # the first event after the draft that settled its question
             select(Event.type)
@@ -460,7 +459,7 @@ class OperatorActions:
         found = await session.execute(select(Delivery.id).where(Delivery.dedup_key == dedup_key))
         return found.first() is not None
 
-    async def _set_handoff(self, handoff_id: int, status: str, operator: str, edited: bool) -> None:
+    async def _set_handoff(self, handoff_id: int, status: Draft, operator: str, edited: bool) -> None:
         async with self._sessions() as session, session.begin():
             handoff = await session.get(Handoff, handoff_id)
             if handoff is not None:
