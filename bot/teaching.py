@@ -155,9 +155,8 @@ def handed_off(session: Session, conversation_id: int) -> tuple[Handoff, str] | 
     When the handed-off message only asks for a person ("/human" from the Talk to a person button, "I want
     to talk to a person"), the question is the customer's last real message before it since the
     conversation's previous resolution; with none, there is no question."""
-    handoff = session.execute(
-        select(Handoff).where(Handoff.conversation_id == conversation_id).order_by(col(Handoff.id).desc()).limit(1)
-    ).scalars().first()  # fmt: skip
+    latest = select(Handoff).where(Handoff.conversation_id == conversation_id).order_by(col(Handoff.id).desc())
+    handoff = session.execute(latest.limit(1)).scalars().first()
     if handoff is None or not handoff.question:
         return None
     question: str | None = handoff.question
