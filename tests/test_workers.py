@@ -168,6 +168,8 @@ async def test_a_short_soak_two_workers_faults_and_a_killed_worker_lose_and_dupl
 ) -> None:
     """Customers spread over two workers (some updates redelivered to the other), a flaky channel, and one
     worker's outbox killed mid-way and replaced: every message stored once and answered exactly once."""
+    for app in workers:  # a lease outlasting a busy machine's stalls: a lapse under load would be a real resend
+        app.settings.outbox.lease_s = 2.0
     calls = itertools.count()
     channels = [FlakyChannel(calls), FlakyChannel(calls), FlakyChannel(calls)]
     for app, channel in zip(workers, channels[:2], strict=True):
