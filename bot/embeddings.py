@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import hashlib
 import importlib.util
 import logging
 import os
 import re
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -82,6 +84,13 @@ class HashingEmbedder:
         return None
 
 
+def _second_in_line() -> None:
+    """Lower the calling thread's CPU priority (Linux: per thread, inherited by the OpenMP team it
+    starts), so that on a busy machine long texts take what questions leave."""
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 5)
+
+
 # The longest question LocalEmbedder counts as short: well above what customers ask (a few dozen
 # tokens), and small enough that short questions cost each other little.
 QUICK_LANE_CHARS = 300
@@ -107,7 +116,7 @@ class LocalEmbedder:
         self.name = "multilingual-e5-small"
         # Threads of their own: OpenMP keeps a team of threads per calling thread, warm only if reused.
         self._quick = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder-quick")
-        self._long = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
+        self._long = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder", initializer=_second_in_line)
         self._openmp = openmp
         team = int(openmp.omp_get_max_threads()) if openmp is not None else 0
         self.threads = (1, team) if team else (0, 0)  # (one question, anything else); 0: the engine's choice
