@@ -369,6 +369,33 @@ async def drained(database_url: str, timeout: float = 180.0) -> None:
     await asyncio.sleep(1)
 
 
+async def stages(database_url: str, phases: list[Phase]) -> dict[str, object]:
+    """Where each phase's answers spent their time, from the rows' own clocks: the desk (customer message
+    stored → reply queued) and the outbox (queued → Telegram took it), p50/p99 in seconds."""
+    conn = await asyncpg.connect(database_url, timeout=5)
+    try:
+        rows = await conn.fetch(
+            "SELECT c.chat_id, extract(epoch FROM d.created_at - m.created_at) AS desk, "
+            "extract(epoch FROM d.sent_at - d.created_at) AS outbox FROM delivery d "
+            "JOIN conversation v ON v.id = d.conversation_id JOIN customer c ON c.id = v.customer_id "
+            "JOIN LATERAL (SELECT created_at FROM message WHERE conversation_id = d.conversation_id "
+            "AND author = 'customer' AND created_at <= d.created_at ORDER BY created_at DESC LIMIT 1) m ON true "
+            "WHERE d.channel = 'telegram' AND d.status = 'sent'"
+        )
+    finally:
+        await conn.close()
+    found: dict[str, object] = {}
+    for phase in phases:
+        chats = {str(c.chat) for c in phase.customers}
+        mine = [r for r in rows if r["chat_id"] in chats]
+        found[phase.name] = {
+            stage: f"{percentile(v, 50):.3f} / {percentile(v, 99):.3f}"
+            for stage in ("desk", "outbox")
+            if (v := [float(r[stage]) for r in mine])
+        }
+    return found
+
+
 async def explain(database_url: str, keys: list[str]) -> dict[str, object]:
     """For a few lost messages: the conversation's state and its deliveries (kind, status, attempts, error)."""
     conn = await asyncpg.connect(database_url, timeout=5)
@@ -434,7 +461,8 @@ async def faults(
 
 
 def report(phases: list[Phase], ledger: Ledger, stored: Counter[str]) -> tuple[dict[str, object], list[str]]:
-    """The figures, and the first few messages ("<chat>:<message id>") lost or without their card, to explain."""
+    """The figures, and the first few messages ("<chat>:<message id>") lost, without their card or with two, to
+    explain."""
     customers = [c for p in phases for c in p.customers]
     sent = sum(len(c.texts) for c in customers)
     stored_once = sum(1 for c in customers for n in range(1, len(c.texts) + 1) if stored[f"{c.chat}:{n}"] == 1)
@@ -473,7 +501,8 @@ def report(phases: list[Phase], ledger: Ledger, stored: Counter[str]) -> tuple[d
             "p99 s": round(percentile(waits, 99), 3) if waits else None,
         }
     uncarded = [f"{c.chat}:1" for c in wanting if not ledger.cards[c.chat]]
-    return figures, [f"{chat}:{index + 1}" for chat, index in lost[:5]] + uncarded[:5]
+    carded_twice = [f"{chat}:1" for chat, n in ledger.cards.items() if n > 1]
+    return figures, [f"{chat}:{index + 1}" for chat, index in lost[:5]] + uncarded[:5] + carded_twice[:5]
 
 
 async def main() -> None:
@@ -568,7 +597,8 @@ async def main() -> None:
                     await chaos
         await drained(database_url)  # deliveries still under way (a Slack card retried after a 5xx) land
         figures, lost = report(phases, ledger, await stored_messages(database_url))
-        figures["what became of the lost and uncarded"] = await explain(database_url, lost)
+        figures["what became of the lost and the odd cards"] = await explain(database_url, lost)
+        figures["where the time went (p50 / p99 s)"] = await stages(database_url, phases)
         one, two = (figures[p.name] for p in phases[1:3])
         assert isinstance(one, dict) and isinstance(two, dict)
         figures["two workers / one"] = round(two["answered per s"] / one["answered per s"], 2)

@@ -1,7 +1,7 @@
 """The desk: one customer message in, a decision out, every delivery through the outbox.
 
-A conversation is a small state machine (bot → waiting_operator → operator → resolved, and
-operator → bot on "return to bot"); while an operator owns it the bot never answers by itself.
+A conversation's state changes only through bot.lifecycle's table; while an operator owns it the bot never
+answers by itself.
 """
 
 from __future__ import annotations
@@ -23,9 +23,11 @@ from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
 from bot.analyzer import Analyzer
-from bot.domain import Analysis, Answer, Author, Decision, Inbound, OrderFacts, Reason, State, spent
+from bot.deliveries import Buttons, CustomerMessage, DeliveryKind, HandoffCard
+from bot.domain import Analysis, Answer, Author, Decision, EventType, Inbound, OrderFacts, Reason, State, spent
 from bot.hours import BusinessHours
 from bot.journal import record_event, send_to_customer
+from bot.lifecycle import Move, advance
 from bot.orders.conversation import ask_once, continue_topic, with_orders
 from bot.orders.status import OrderStatus
 from bot.outbox import Outbox, enqueue
@@ -225,9 +227,10 @@ class Desk:
             reasons = self._reasons(inbound, analysis, answer, repeats, cohort)
         changes: dict[str, Any] = {"updated_at": utcnow()}
         if reopened:
-            changes |= {"state": State.BOT, "operator": None}
+            state = advance(state, Move.REOPEN)
+            changes |= {"state": state, "operator": None}
         if reasons:
-            changes["state"] = State.WAITING_OPERATOR
+            changes["state"] = advance(state, Move.HAND_OFF)
         if analysis is not None:
             changes["priority"] = analysis.priority
             if analysis.topic:
@@ -239,7 +242,7 @@ class Desk:
             conversation_id = latest.id
             session.execute(_UPDATE_CONVERSATION, {"row_id": conversation_id, **changes})
         if reopened:
-            record_event(session, conversation_id, "reopened")
+            record_event(session, conversation_id, EventType.REOPENED)
         meta = _message_meta(inbound, analysis)
         message = {
             "conversation_id": conversation_id,
@@ -252,23 +255,18 @@ class Desk:
             "created_at": arrived,
         }
         session.execute(_NEW_MESSAGE, message)
-        record_event(session, conversation_id, "message_in", at=arrived, kind=inbound.kind)
+        record_event(session, conversation_id, EventType.MESSAGE_IN, at=arrived, kind=inbound.kind)
         if owned:
             assert latest is not None
-            enqueue(
-                session,
-                self.queue_channel,
-                "customer_message",
-                {
-                    "conversation_id": conversation_id,
-                    "thread": latest.queue_thread,
-                    "text": text,
-                    "kind": inbound.kind,
-                    "attachments": meta.get("attachments", []),
-                    "customer": customer.name,
-                },
-                conversation_id,
+            forwarded = CustomerMessage(
+                conversation_id=conversation_id,
+                thread=latest.queue_thread,
+                text=text,
+                kind=inbound.kind,
+                attachments=meta.get("attachments", []),
+                customer=customer.name,
             )
+            enqueue(session, self.queue_channel, DeliveryKind.CUSTOMER_MESSAGE, forwarded, conversation_id)
             return Decision("forwarded", conversation_id, analysis)
         if ignored:
             return Decision("ignored", conversation_id)
@@ -318,12 +316,12 @@ class Desk:
             send_to_customer(session, customer, conversation_id, answer.text)
         else:
             send_to_customer(
-                session, customer, conversation_id, answer.text, buttons="feedback", sources=list(answer.sources)
+                session, customer, conversation_id, answer.text, buttons=Buttons.FEEDBACK, sources=list(answer.sources)
             )
         record_event(
             session,
             conversation_id,
-            "bot_answer",
+            EventType.BOT_ANSWER,
             topic=analysis.topic,
             confidence=answer.confidence,
             language=analysis.language,
@@ -346,10 +344,10 @@ class Desk:
         assert analysis.small_talk is not None
         _reply(session, customer, conversation_id, answer.text, {"small_talk": str(analysis.small_talk)})
         send_to_customer(session, customer, conversation_id, answer.text, language=analysis.language)
-        record_event(session, conversation_id, "small_talk", kind=str(analysis.small_talk))
+        record_event(session, conversation_id, EventType.SMALL_TALK, kind=str(analysis.small_talk))
         if analysis.small_talk == SmallTalk.THANKS and after_answer:  # the customer confirms the answer helped
             session.execute(_NEW_FEEDBACK, {"conversation_id": conversation_id, "kind": THANKS, "value": 0})
-            record_event(session, conversation_id, "feedback", kind=THANKS, value=0)
+            record_event(session, conversation_id, EventType.FEEDBACK, kind=THANKS, value=0)
 
     def _hand_off(
         self,
@@ -378,25 +376,20 @@ class Desk:
         escalation = analysis.escalation if analysis else None
         new = {"conversation_id": conversation_id, "question": text, **card}
         handoff_id = insert_row(session, _NEW_HANDOFF, new)
-        enqueue(
-            session,
-            self.queue_channel,
-            "handoff",
-            {
-                "handoff_id": handoff_id,
-                "conversation_id": conversation_id,
-                "customer": customer.name,
-                "channel": customer.channel,
-                "language": language,
-                "confidence": round(answer.confidence, 4) if answer else 0.0,
-                **card,
-                "actions": list(answer.actions) if answer else [],  # e.g. a compensation awaiting Send
-                "order": order.as_data() if order else None,  # the CRM's status of the order mentioned
-                "escalation": escalation.label if escalation else None,
-                "last_messages": last,
-            },
-            conversation_id,
+        handoff = HandoffCard(
+            handoff_id=handoff_id,
+            conversation_id=conversation_id,
+            customer=customer.name,
+            channel=customer.channel,
+            language=language,
+            confidence=round(answer.confidence, 4) if answer else 0.0,
+            **card,
+            actions=list(answer.actions) if answer else [],
+            order=order.as_data() if order else None,
+            escalation=escalation.label if escalation else None,
+            last_messages=last,
         )
+        enqueue(session, self.queue_channel, DeliveryKind.HANDOFF, handoff, conversation_id)
         # Outside business hours the customer hears when operators are back, not "shortly"; a responder's
         # own notice (e.g. "can't check the order now") still wins, since it says what went wrong.
         offline = self._hours.notice(self._texts, language, self.clock()) if self._hours else None
@@ -412,7 +405,7 @@ class Desk:
         record_event(
             session,
             conversation_id,
-            "handoff",
+            EventType.HANDOFF,
             reasons=card["reasons"],
             topic=card["topic"],
             sentiment=card["sentiment"],

@@ -19,6 +19,26 @@ class State(StrEnum):
     RESOLVED = "resolved"
 
 
+class EventType(StrEnum):
+    """What the event log records (the analytics are computed from it)."""
+
+    MESSAGE_IN = "message_in"
+    BOT_ANSWER = "bot_answer"
+    SMALL_TALK = "small_talk"
+    HANDOFF = "handoff"
+    REOPENED = "reopened"
+    CLAIMED = "claimed"
+    OPERATOR_REPLY = "operator_reply"
+    DRAFT_SENT = "draft_sent"
+    DRAFT_DISCARDED = "draft_discarded"
+    RESOLVED = "resolved"
+    RETURNED_TO_BOT = "returned_to_bot"
+    FEEDBACK = "feedback"
+    TAUGHT = "taught"
+    MARKED = "marked"  # an operator's "always a person"
+    LLM_USAGE = "llm_usage"  # tokens spent outside a message's own answer (e.g. judging a reply)
+
+
 class Author(StrEnum):
     CUSTOMER = "customer"
     BOT = "bot"
@@ -63,6 +83,11 @@ class Reason(StrEnum):
     def label(self) -> str:
         """What an operator reads on a card."""
         return _REASON_LABELS[self]
+
+    @staticmethod
+    def label_of(value: str) -> str:
+        """A stored reason in words; one this version does not know (a newer version's) as written."""
+        return Reason(value).label if value in Reason.__members__.values() else value.replace("_", " ")
 
 
 _REASON_LABELS = {

@@ -12,6 +12,8 @@ from typing import Any, Protocol
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
+from bot.deliveries import Buttons, CustomerText, DeliveryKind
+from bot.domain import EventType
 from bot.outbox import enqueue
 from bot.storage.db import insert_row
 from bot.storage.models import Event, table, utcnow
@@ -33,13 +35,13 @@ class Recipient(Protocol):
 def record_event(
     session: Session,
     conversation_id: int | None,
-    type_: str,
+    type_: EventType,
     operator: str | None = None,
     at: datetime | None = None,
     **data: Any,
 ) -> int:
     """Append to the event log; `at` when it happened earlier than now (a message's arrival). The event's id."""
-    row = {"conversation_id": conversation_id, "type": type_, "operator": operator, "data": data}
+    row = {"conversation_id": conversation_id, "type": str(type_), "operator": operator, "data": data}
     return insert_row(session, _NEW_EVENT, {**row, "created_at": at or utcnow()})
 
 
@@ -48,17 +50,19 @@ def send_to_customer(
     customer: Recipient,
     conversation_id: int | None,
     text: str,
-    buttons: str = "",
+    buttons: Buttons = Buttons.NONE,
     language: str = "",
     dedup_key: str | None = None,
-    **extra: Any,
+    operator: str | None = None,
+    sources: list[str] | None = None,
 ) -> None:
-    """Queue a message to the customer on their own channel; `buttons` names a keyboard (feedback, csat)."""
-    payload = {
-        "chat_id": customer.chat_id,
-        "text": text,
-        "buttons": buttons,
-        "language": language or customer.language,
-        **extra,
-    }
-    enqueue(session, customer.channel, "text", payload, conversation_id, dedup_key)
+    """Queue a message to the customer on their own channel, with a keyboard under it when `buttons` says."""
+    payload = CustomerText(
+        chat_id=customer.chat_id,
+        text=text,
+        buttons=buttons,
+        language=language or customer.language,
+        operator=operator,
+        sources=sources or [],
+    )
+    enqueue(session, customer.channel, DeliveryKind.TEXT, payload, conversation_id, dedup_key)

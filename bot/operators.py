@@ -24,9 +24,11 @@ from sqlmodel import col, select
 from bot.analysis.intent import only_asks_for_a_person
 from bot.analysis.language import detect_language
 from bot.analysis.sentiment import score_sentiment
-from bot.domain import Author, Reason, State
+from bot.deliveries import Buttons, DeliveryKind, StateChange
+from bot.domain import Author, EventType, Reason, State
 from bot.journal import record_event, send_to_customer
 from bot.knowledge.index import KnowledgeIndex
+from bot.lifecycle import Draft, Move, advance, allowed, may_claim, settle_draft
 from bot.outbox import Outbox, enqueue
 from bot.quality import score_reply
 from bot.storage.models import Conversation, Customer, Delivery, Event, Feedback, Handoff, Message, utcnow
@@ -41,10 +43,12 @@ log = logging.getLogger(__name__)
 _LOOK_BACK = 20  # customer messages searched for the question behind a bare request for a person
 _QUOTED = 80  # characters of a question or reply quoted back to the operator
 
-# Handoff.status: a draft's lifecycle (open → sent | discarded | expired).
-OPEN, SENT, DISCARDED, EXPIRED = "open", "sent", "discarded", "expired"
 # What settles a draft's question (the event that expires it), as the operator is told.
-_SETTLED_BY = {"resolved": "resolved", "returned_to_bot": "returned to the bot", "operator_reply": "answered"}
+_SETTLED_BY = {
+    EventType.RESOLVED: "resolved",
+    EventType.RETURNED_TO_BOT: "returned to the bot",
+    EventType.OPERATOR_REPLY: "answered",
+}
 
 
 @dataclass(frozen=True)
@@ -89,7 +93,7 @@ class OperatorActions:
             if isinstance(found, ActionResult):
                 return found
             conversation, _ = found
-            if conversation.state == State.OPERATOR and conversation.operator not in (None, operator):
+            if conversation.state == State.OPERATOR and not may_claim(conversation.operator, operator):
                 return ActionResult(False, f"already claimed by {conversation.operator}", conversation_id)
             await self._take(session, conversation, operator)
         return self._done("claimed", conversation_id)
@@ -111,7 +115,7 @@ class OperatorActions:
                 if isinstance(found, ActionResult):
                     return found
                 conversation, customer = found
-                if conversation.state == State.OPERATOR and conversation.operator not in (None, operator):
+                if conversation.state == State.OPERATOR and not may_claim(conversation.operator, operator):
                     return ActionResult(False, f"{conversation.operator} owns this conversation", conversation_id)
                 if dedup_key and await self._delivered(session, dedup_key):
                     return ActionResult(False, "already sent", conversation_id)
@@ -138,7 +142,7 @@ class OperatorActions:
                 event_id = await session.run_sync(
                     record_event,
                     conversation_id,
-                    "operator_reply",
+                    EventType.OPERATOR_REPLY,
                     operator,
                     handoff_id=handoff_id,
                     chars=len(text),
@@ -167,7 +171,7 @@ class OperatorActions:
             handoff.conversation_id, operator, body, dedup_key=f"handoff:{handoff_id}:send", handoff_id=handoff_id
         )
         if result.ok:
-            await self._set_handoff(handoff_id, SENT, operator, edited=text is not None and text != handoff.draft)
+            await self._set_handoff(handoff_id, Draft.SENT, operator, edited=text is not None and text != handoff.draft)
         return result
 
     async def draft_refusal(self, handoff_id: int) -> str | None:
@@ -178,10 +182,10 @@ class OperatorActions:
     async def discard_draft(self, handoff_id: int, operator: str) -> ActionResult:
         async with self._sessions() as session, session.begin():
             handoff = await session.get(Handoff, handoff_id)
-            if handoff is None or handoff.status != OPEN:
+            if handoff is None or handoff.status != Draft.OPEN:
                 return ActionResult(False, "nothing to discard")
-            handoff.status = DISCARDED
-            await session.run_sync(record_event, handoff.conversation_id, "draft_discarded", operator)
+            handoff.status = settle_draft(handoff.status, Draft.DISCARDED)
+            await session.run_sync(record_event, handoff.conversation_id, EventType.DRAFT_DISCARDED, operator)
         return ActionResult(True, "draft discarded", handoff.conversation_id)
 
     async def note(self, conversation_id: int, operator: str, text: str) -> ActionResult:
@@ -208,9 +212,9 @@ class OperatorActions:
             if isinstance(found, ActionResult):
                 return found
             conversation, customer = found
-            if conversation.state == State.RESOLVED:
+            if not allowed(conversation.state, Move.RESOLVE):
                 return ActionResult(False, "already resolved", conversation_id)
-            conversation.state = State.RESOLVED
+            conversation.state = advance(conversation.state, Move.RESOLVE)
             conversation.resolved_at = conversation.updated_at = utcnow()
             conversation.operator = conversation.operator or operator
             await session.run_sync(
@@ -218,9 +222,9 @@ class OperatorActions:
                 customer,
                 conversation.id,
                 self._texts.render("resolved", customer.language),
-                buttons="csat",
+                buttons=Buttons.CSAT,
             )
-            await session.run_sync(record_event, conversation.id, "resolved", operator=operator)
+            await session.run_sync(record_event, conversation.id, EventType.RESOLVED, operator=operator)
             await self._expire_drafts(session, conversation_id)
             await self._queue_state(session, conversation)
             found_case = await self._case(session, conversation_id, customer.language)
@@ -263,7 +267,7 @@ class OperatorActions:
                 log.exception("operators: could not store the taught case")
                 return ActionResult(False, "the knowledge index could not be updated; try again", conversation_id)
             await session.run_sync(
-                record_event, conversation.id, "taught", operator=operator, case=case[0], message_id=reply_id
+                record_event, conversation.id, EventType.TAUGHT, operator=operator, case=case[0], message_id=reply_id
             )
         return ActionResult(True, f"taught: the bot may now send {taught}", conversation_id)
 
@@ -294,7 +298,9 @@ class OperatorActions:
         if chosen is None:
             return ActionResult(False, f"messages like “{shown}” already go to a person", conversation_id)
         async with self._sessions() as session, session.begin():
-            await session.run_sync(record_event, conversation_id, "marked", operator=operator, topic=chosen.name)
+            await session.run_sync(
+                record_event, conversation_id, EventType.MARKED, operator=operator, topic=chosen.name
+            )
         return ActionResult(
             True, f"always a person: messages like “{shown}” now go to operators as “{chosen.label}”", conversation_id
         )
@@ -305,15 +311,15 @@ class OperatorActions:
             if isinstance(found, ActionResult):
                 return found
             conversation, customer = found
-            if conversation.state == State.BOT:
+            if not allowed(conversation.state, Move.RETURN_TO_BOT):
                 return ActionResult(False, "the bot already has it", conversation_id)
-            conversation.state = State.BOT
+            conversation.state = advance(conversation.state, Move.RETURN_TO_BOT)
             conversation.operator = None
             conversation.updated_at = utcnow()
             await session.run_sync(
                 send_to_customer, customer, conversation.id, self._texts.render("returned_to_bot", customer.language)
             )
-            await session.run_sync(record_event, conversation.id, "returned_to_bot", operator=operator)
+            await session.run_sync(record_event, conversation.id, EventType.RETURNED_TO_BOT, operator=operator)
             await self._expire_drafts(session, conversation_id)
             await self._queue_state(session, conversation)
         return self._done("returned to the bot", conversation_id)
@@ -327,11 +333,11 @@ class OperatorActions:
             if conversation is None:
                 return ActionResult(False, f"no conversation {conversation_id}")
             session.add(Feedback(conversation_id=conversation_id, kind=kind, value=value))
-            await session.run_sync(record_event, conversation.id, "feedback", kind=kind, value=value)
-            if kind == "helpful" and conversation.state == State.BOT:
-                conversation.state = State.RESOLVED  # solved by the bot alone
+            await session.run_sync(record_event, conversation.id, EventType.FEEDBACK, kind=kind, value=value)
+            if kind == "helpful" and allowed(conversation.state, Move.HELPED):
+                conversation.state = advance(conversation.state, Move.HELPED)
                 conversation.resolved_at = utcnow()
-                await session.run_sync(record_event, conversation.id, "resolved", by="bot")
+                await session.run_sync(record_event, conversation.id, EventType.RESOLVED, by="bot")
                 await self._expire_drafts(session, conversation_id)
         return ActionResult(True, "thank you", conversation_id)
 
@@ -353,23 +359,23 @@ class OperatorActions:
         """The operator owns the conversation from now on: the bot stays silent."""
         if conversation.state == State.OPERATOR and conversation.operator == operator:
             return
-        conversation.state = State.OPERATOR
+        conversation.state = advance(conversation.state, Move.CLAIM)
         conversation.operator = operator
         conversation.updated_at = utcnow()
-        await session.run_sync(record_event, conversation.id, "claimed", operator=operator)
+        await session.run_sync(record_event, conversation.id, EventType.CLAIMED, operator=operator)
         await self._queue_state(session, conversation)
 
     async def _queue_state(self, session: AsyncSession, conversation: Conversation) -> None:
         await session.run_sync(
             enqueue,
             self._queue_channel,
-            "state",
-            {
-                "conversation_id": conversation.id,
-                "thread": conversation.queue_thread,
-                "state": conversation.state,
-                "operator": conversation.operator,
-            },
+            DeliveryKind.STATE,
+            StateChange(
+                conversation_id=conversation.id or 0,
+                thread=conversation.queue_thread,
+                state=State(conversation.state),
+                operator=conversation.operator,
+            ),
             conversation.id,
         )
 
@@ -412,7 +418,7 @@ class OperatorActions:
                     if logged is not None:
                         logged.data = {**logged.data, "quality": quality}
                 if spent:
-                    await session.run_sync(record_event, conversation_id, "llm_usage", purpose="judge", **spent)
+                    await session.run_sync(record_event, conversation_id, EventType.LLM_USAGE, purpose="judge", **spent)
         except Exception:  # advice only: the reply is sent and keeps its offline score
             log.exception("operators: could not store the judge's score")
             return offline
@@ -422,19 +428,19 @@ class OperatorActions:
     async def _expire_drafts(session: AsyncSession, conversation_id: int, keep: int | None = None) -> None:
         """The conversation's open drafts (but `keep`, the one being sent) die: their question is settled."""
         drafts = await session.execute(
-            select(Handoff).where(Handoff.conversation_id == conversation_id).where(Handoff.status == OPEN)
+            select(Handoff).where(Handoff.conversation_id == conversation_id).where(Handoff.status == Draft.OPEN)
         )
         for handoff in drafts.scalars():
             if handoff.id != keep:
-                handoff.status = EXPIRED
+                handoff.status = settle_draft(handoff.status, Draft.EXPIRED)
 
     @staticmethod
     async def _unsendable(session: AsyncSession, handoff_id: int) -> str | None:
         """Why the draft can no longer be sent, as the operator is told; None while it is open."""
         handoff = await session.get(Handoff, handoff_id)
-        if handoff is None or handoff.status == OPEN:
+        if handoff is None or handoff.status == Draft.OPEN:
             return None
-        if handoff.status != EXPIRED:
+        if handoff.status != Draft.EXPIRED:
             return f"the draft was already {handoff.status}"
         settled = await session.execute(  # the first event after the draft that settled its question
             select(Event.type)
@@ -444,7 +450,8 @@ class OperatorActions:
             .order_by(col(Event.id))
             .limit(1)
         )
-        why = _SETTLED_BY.get(settled.scalar() or "", "settled")
+        event = settled.scalar()
+        why = _SETTLED_BY.get(EventType(event), "settled") if event else "settled"
         return f"the draft expired when the conversation was {why}: reply in your own words if needed"
 
     @staticmethod
@@ -452,14 +459,14 @@ class OperatorActions:
         found = await session.execute(select(Delivery.id).where(Delivery.dedup_key == dedup_key))
         return found.first() is not None
 
-    async def _set_handoff(self, handoff_id: int, status: str, operator: str, edited: bool) -> None:
+    async def _set_handoff(self, handoff_id: int, status: Draft, operator: str, edited: bool) -> None:
         async with self._sessions() as session, session.begin():
             handoff = await session.get(Handoff, handoff_id)
             if handoff is not None:
                 handoff.status = status
                 conversation_id = handoff.conversation_id
                 await session.run_sync(
-                    record_event, conversation_id, "draft_sent", operator, handoff_id=handoff_id, edited=edited
+                    record_event, conversation_id, EventType.DRAFT_SENT, operator, handoff_id=handoff_id, edited=edited
                 )
 
     @staticmethod
@@ -511,7 +518,7 @@ class OperatorActions:
         resolved = (
             select(func.max(Event.created_at))
             .where(Event.conversation_id == handoff.conversation_id)
-            .where(Event.type == "resolved")
+            .where(Event.type == EventType.RESOLVED)
             .where(col(Event.created_at) < handoff.created_at)
             .scalar_subquery()
         )
@@ -536,7 +543,7 @@ class OperatorActions:
         events = (
             (
                 await session.execute(
-                    select(Event).where(Event.conversation_id == conversation_id).where(Event.type == "taught")
+                    select(Event).where(Event.conversation_id == conversation_id).where(Event.type == EventType.TAUGHT)
                 )
             )
             .scalars()

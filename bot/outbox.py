@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
 from bot.config import OutboxSettings
+from bot.deliveries import DeliveryKind, Payload
 from bot.ports import RetryLater, Sender, Undeliverable
 from bot.storage.db import Transactions
 from bot.storage.models import STUCK, Conversation, Customer, Delivery, DeliveryStatus, table, utcnow
@@ -35,14 +36,18 @@ _NEW_DELIVERY = insert(table(Delivery))
 def enqueue(
     session: Session,
     channel: str,
-    kind: str,
-    payload: dict[str, Any],
+    kind: DeliveryKind,
+    payload: Payload | dict[str, Any],
     conversation_id: int | None = None,
     dedup_key: str | None = None,
 ) -> None:
     """Queue a delivery in the caller's transaction (a plain insert, as bot.journal's writes; an async caller
-    passes it to `AsyncSession.run_sync`). A `dedup_key` already queued fails the insert: sent once."""
-    row = {"channel": channel, "kind": kind, "payload": payload, "conversation_id": conversation_id}
+    passes it to `AsyncSession.run_sync`). A `dedup_key` already queued fails the insert: sent once.
+
+    The payload is the kind's model (bot.deliveries); a plain dict only for a connector's own data that it
+    replays itself (an operator event)."""
+    data = payload.as_data() if isinstance(payload, Payload) else payload
+    row = {"channel": channel, "kind": str(kind), "payload": data, "conversation_id": conversation_id}
     session.execute(_NEW_DELIVERY, {**row, "dedup_key": dedup_key})
 
 
@@ -68,7 +73,9 @@ class Outbox:
     def wake(self) -> None:
         self._wake.set()
 
-    async def later(self, channel: str, kind: str, payload: dict[str, Any], dedup_key: str | None = None) -> bool:
+    async def later(
+        self, channel: str, kind: DeliveryKind, payload: Payload | dict[str, Any], dedup_key: str | None = None
+    ) -> bool:
         """Queue a delivery in a transaction of its own (a connector's deferred work); False when `dedup_key`
         was queued already."""
         try:
@@ -307,7 +314,7 @@ def _finish(
     if status == DeliveryStatus.SENT:
         row.sent_at = utcnow()
         row.ref = ref
-    if ref and row.kind == "handoff" and row.conversation_id is not None:
+    if ref and row.kind == DeliveryKind.HANDOFF and row.conversation_id is not None:
         conversation = session.get(Conversation, row.conversation_id)
         if conversation is not None:
             conversation.queue_thread = ref

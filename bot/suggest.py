@@ -32,7 +32,7 @@ from sqlmodel import col, select
 
 from bot.analysis.intent import only_asks_for_a_person
 from bot.analysis.language import detect_language
-from bot.domain import Author, Reason
+from bot.domain import Author, EventType, Reason
 from bot.embeddings import Embedder
 from bot.storage.models import Event, Handoff, Message
 
@@ -166,7 +166,7 @@ async def load_unanswered(sessions: async_sessionmaker[AsyncSession], since: dat
         taught = (
             (
                 await session.execute(
-                    select(Event).where(Event.type == "taught").where(col(Event.conversation_id).in_(in_window))
+                    select(Event).where(Event.type == EventType.TAUGHT).where(col(Event.conversation_id).in_(in_window))
                 )
             )
             .scalars()

@@ -17,6 +17,7 @@ from sqlalchemy import Row
 from sqlmodel import col, select
 
 from bot.app import App
+from bot.deliveries import Buttons, CustomerMessage, CustomerText, DeliveryKind, HandoffCard, StateChange, read
 from bot.desk import LATEST_CONVERSATION
 from bot.domain import Inbound
 from bot.operators import ActionResult
@@ -40,12 +41,12 @@ class ConsoleCustomer:
         self._write = write
 
     async def deliver(self, delivery: Delivery) -> str | None:
-        payload = delivery.payload
-        who = f"operator {payload['operator']}" if payload.get("operator") else "bot"
-        self._write(f"{who}> " + _indent(payload["text"]))
-        if payload.get("buttons") == "feedback":
+        payload = read(delivery.payload, CustomerText)
+        who = f"operator {payload.operator}" if payload.operator else "bot"
+        self._write(f"{who}> " + _indent(payload.text))
+        if payload.buttons == Buttons.FEEDBACK:
             self._write("      [/helped  /human]")
-        elif payload.get("buttons") == "csat":
+        elif payload.buttons == Buttons.CSAT:
             self._write("      How did we do? [/csat 1 … /csat 5]")
         return None
 
@@ -57,28 +58,30 @@ class ConsoleQueue:
         self._write = write
 
     async def deliver(self, delivery: Delivery) -> str | None:
-        p = delivery.payload
-        if delivery.kind == "handoff":
-            self._write(f"\n──── operator view · conversation #{p['conversation_id']} handed off ────")
+        if delivery.kind == DeliveryKind.HANDOFF:
+            p = read(delivery.payload, HandoffCard)
+            self._write(f"\n──── operator view · conversation #{p.conversation_id} handed off ────")
             self._write(
-                f"customer: {p['customer'] or 'anonymous'} ({p['channel']}, {p['language']})   "
-                f"topic: {p['topic'] or '-'}   sentiment: {p['sentiment']}   priority: {p['priority']}"
+                f"customer: {p.customer or 'anonymous'} ({p.channel}, {p.language})   "
+                f"topic: {p.topic or '-'}   sentiment: {p.sentiment}   priority: {p.priority}"
             )
-            escalation = f" ({p['escalation']})" if p.get("escalation") else ""
-            self._write(f"why:      {', '.join(p['reasons'])}{escalation}")
-            self._write(f"summary:  {p['summary']}")
+            escalation = f" ({p.escalation})" if p.escalation else ""
+            self._write(f"why:      {', '.join(p.reasons)}{escalation}")
+            self._write(f"summary:  {p.summary}")
             for label, value in order_fields(p):
                 self._write(f"{(label.lower() + ':').ljust(9)} {value}")
-            sources = ", ".join(p["sources"]) or "-"
-            self._write(f"draft (confidence {p['confidence']}, sources: {sources}):")
-            self._write("  " + _indent(p["draft"] or "(none — reply in your own words)", 2))
+            sources = ", ".join(p.sources) or "-"
+            self._write(f"draft (confidence {p.confidence}, sources: {sources}):")
+            self._write("  " + _indent(p.draft or "(none — reply in your own words)", 2))
             self._write("actions:  !send  !edit TEXT  !reply TEXT  !claim  !resolve  !bot  !discard\n")
-            return f"console-{p['conversation_id']}"
-        if delivery.kind == "customer_message":
-            self._write(f"[queue] customer wrote in #{p['conversation_id']}: {p['text'] or '(' + p['kind'] + ')'}")
-        elif delivery.kind == "state":
-            owner = f" by {p['operator']}" if p.get("operator") else ""
-            self._write(f"[queue] conversation #{p['conversation_id']} is now {p['state']}{owner}")
+            return f"console-{p.conversation_id}"
+        if delivery.kind == DeliveryKind.CUSTOMER_MESSAGE:
+            message = read(delivery.payload, CustomerMessage)
+            self._write(f"[queue] customer wrote in #{message.conversation_id}: {message.text or f'({message.kind})'}")
+        elif delivery.kind == DeliveryKind.STATE:
+            change = read(delivery.payload, StateChange)
+            owner = f" by {change.operator}" if change.operator else ""
+            self._write(f"[queue] conversation #{change.conversation_id} is now {change.state}{owner}")
         return None
 
 

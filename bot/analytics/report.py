@@ -60,10 +60,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
 
 from bot.config import AnalyticsSettings
-from bot.domain import Author, Reason, Sentiment
+from bot.domain import Author, EventType, Reason, Sentiment
 from bot.storage.models import STUCK, Conversation, Delivery, Event, Feedback, Handoff, Message
 
-TOUCHED = ("claimed", "operator_reply", "draft_sent", "draft_discarded")
+TOUCHED = (EventType.CLAIMED, EventType.OPERATOR_REPLY, EventType.DRAFT_SENT, EventType.DRAFT_DISCARDED)
 CONFIRMING = ("helpful", "thanks")  # Feedback kinds: the Helped button; a customer's thanks after an answer
 # Handoff reasons that are the customer's own verdict on the bot's answer; any other later handoff is "handed_off".
 VERDICTS = frozenset(str(r) for r in (Reason.ASKED_FOR_HUMAN, Reason.REPEATED_QUESTION, Reason.NEGATIVE_SENTIMENT))
@@ -176,7 +176,7 @@ def _outcomes(feedback: Any, later_handoffs: Any, negative: Any) -> _Outcomes:
     return outcomes
 
 
-def _first(type_: str) -> Any:
+def _first(type_: EventType) -> Any:
     return func.min(case((col(Event.type) == type_, col(Event.created_at)), else_=None))
 
 
@@ -205,7 +205,7 @@ async def build_report(
         first_decision = (
             select(col(Event.conversation_id), func.min(col(Event.id)).label("event_id"))
             .join(Conversation, col(Conversation.id) == col(Event.conversation_id))
-            .where(in_window, col(Event.type).in_(("bot_answer", "handoff")))
+            .where(in_window, col(Event.type).in_((EventType.BOT_ANSWER, EventType.HANDOFF)))
             .group_by(col(Event.conversation_id))
             .subquery()
         )
@@ -244,7 +244,7 @@ async def build_report(
             await session.execute(
                 select(escalation, func.count())
                 .join(Conversation, col(Conversation.id) == col(Event.conversation_id))
-                .where(in_window, col(Event.type) == "handoff", escalation.is_not(None))
+                .where(in_window, col(Event.type) == EventType.HANDOFF, escalation.is_not(None))
                 .group_by(escalation)
             )
         ).all()
@@ -253,7 +253,7 @@ async def build_report(
             await session.execute(
                 select(sentiment, func.count())
                 .join(Conversation, col(Conversation.id) == col(Event.conversation_id))
-                .where(in_window, col(Event.type).in_(("bot_answer", "handoff")))
+                .where(in_window, col(Event.type).in_((EventType.BOT_ANSWER, EventType.HANDOFF)))
                 .group_by(sentiment)
             )
         ).all()
@@ -264,7 +264,7 @@ async def build_report(
                     func.sum(col(Event.data)["tokens_out"].as_integer()),
                 )
                 .join(Conversation, col(Conversation.id) == col(Event.conversation_id))
-                .where(in_window, col(Event.type).in_(("bot_answer", "handoff", "llm_usage")))
+                .where(in_window, col(Event.type).in_((EventType.BOT_ANSWER, EventType.HANDOFF, EventType.LLM_USAGE)))
             )
         ).one()
         stuck = (
@@ -291,7 +291,7 @@ def _handoffs_after_answer(in_window: Any) -> Any:
     first_answer = (
         select(col(Event.conversation_id).label("conversation_id"), func.min(col(Event.id)).label("event_id"))
         .join(Conversation, col(Conversation.id) == col(Event.conversation_id))
-        .where(in_window, col(Event.type) == "bot_answer")
+        .where(in_window, col(Event.type) == EventType.BOT_ANSWER)
         .group_by(col(Event.conversation_id))
         .subquery()
     )
@@ -299,7 +299,7 @@ def _handoffs_after_answer(in_window: Any) -> Any:
     return (
         select(col(Event.conversation_id), col(Event.data))
         .join(first_answer, after)
-        .where(col(Event.type) == "handoff")
+        .where(col(Event.type) == EventType.HANDOFF)
     )
 
 
@@ -333,15 +333,15 @@ def _per_conversation(in_window: Any) -> Any:
             col(Conversation.id),
             col(Conversation.created_at),
             col(Conversation.topic),
-            _first("message_in").label("first_in"),
-            _first("bot_answer").label("first_bot"),
-            _first("handoff").label("first_handoff"),
-            _first("operator_reply").label("first_human"),
-            _first("resolved").label("first_resolved"),
+            _first(EventType.MESSAGE_IN).label("first_in"),
+            _first(EventType.BOT_ANSWER).label("first_bot"),
+            _first(EventType.HANDOFF).label("first_handoff"),
+            _first(EventType.OPERATOR_REPLY).label("first_human"),
+            _first(EventType.RESOLVED).label("first_resolved"),
             _any(event_type.in_(TOUCHED)).label("touched"),
-            _any(event_type == "reopened").label("reopened"),
-            _any(and_(event_type == "resolved", col(Event.operator).is_(None))).label("by_bot"),
-            func.sum(case((event_type == "operator_reply", 1), else_=0)).cast(Integer).label("replies"),
+            _any(event_type == EventType.REOPENED).label("reopened"),
+            _any(and_(event_type == EventType.RESOLVED, col(Event.operator).is_(None))).label("by_bot"),
+            func.sum(case((event_type == EventType.OPERATOR_REPLY, 1), else_=0)).cast(Integer).label("replies"),
         )
         .select_from(Conversation)
         .outerjoin(Event, col(Event.conversation_id) == col(Conversation.id))
@@ -370,7 +370,7 @@ def _assemble(
     per_operator: dict[str, _Group] = defaultdict(_Group)
     for conversation_id, operator, type_ in actions:
         touched_by[conversation_id].add(operator)
-        if type_ == "operator_reply":
+        if type_ == EventType.OPERATOR_REPLY:
             per_operator[operator].replies += 1
             last_replier[conversation_id] = operator
             first_replier.setdefault(conversation_id, operator)

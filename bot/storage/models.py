@@ -68,7 +68,7 @@ class Message(SQLModel, table=True):
 class Handoff(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     conversation_id: int = Field(foreign_key="conversation.id", index=True)
-    status: str = Field(default="open", max_length=16)  # open | sent | discarded | expired (bot.operators)
+    status: str = Field(default="open", max_length=16)  # a bot.lifecycle.Draft
     question: str = ""  # the customer message that was handed off
     topic: str | None = Field(default=None, max_length=128)
     sentiment: str = Field(default="neutral", max_length=16)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bot.domain import Reason
+from bot.deliveries import CustomerMessage, DraftDone, HandoffCard, read
 from bot.orders.card import order_fields
 from connectors.slack.text import clip, escape, quote
 
@@ -21,7 +21,6 @@ SEND, EDIT, DISCARD = "relaydesk_send", "relaydesk_edit", "relaydesk_discard"
 EDIT_VIEW = "relaydesk_edit_draft"
 EDIT_BLOCK, EDIT_INPUT = "draft", "text"
 
-REASONS = {reason.value: reason.label for reason in Reason}
 SENTIMENT = {"negative": "😠 negative", "neutral": "😐 neutral", "positive": "🙂 positive"}
 PRIORITY = {"low": "low", "normal": "normal", "high": "❗ high", "urgent": "🔥 urgent"}
 LAST_MESSAGES = 6
@@ -78,28 +77,20 @@ def status_line(state: CardState) -> str:
     return line
 
 
-def reasons_line(payload: dict[str, Any]) -> str:
-    """Why a person, in words; an escalation names its topic."""
-    labels = [REASONS.get(r, r.replace("_", " ")) for r in payload.get("reasons") or []]
-    if payload.get("escalation") and Reason.ESCALATION in (payload.get("reasons") or []):
-        escalated = payload["reasons"].index(Reason.ESCALATION)
-        labels[escalated] = f"{payload['escalation']} (never answered by the bot alone)"
-    return ", ".join(labels)
-
-
-def root_card(payload: dict[str, Any], state: CardState | None = None) -> tuple[str, Blocks]:
+def root_card(stored: HandoffCard | dict[str, Any], state: CardState | None = None) -> tuple[str, Blocks]:
     """The conversation's root message in the queue channel."""
+    payload = stored if isinstance(stored, HandoffCard) else read(stored, HandoffCard)
     state = state or CardState()
-    customer = payload.get("customer") or "Anonymous customer"
-    conversation_id = str(payload["conversation_id"])
-    reasons = reasons_line(payload) or "—"
+    customer = payload.customer or "Anonymous customer"
+    conversation_id = str(payload.conversation_id)
+    reasons = ", ".join(payload.reason_labels()) or "—"
     fields = [
         f"*Customer*\n{escape(customer)}",
-        f"*Channel · language*\n{escape(payload.get('channel') or '?')} · {escape(payload.get('language') or '?')}",
-        f"*Topic*\n{escape(payload.get('topic') or '—')}",
-        f"*Sentiment*\n{SENTIMENT.get(payload.get('sentiment', ''), payload.get('sentiment') or '—')}",
-        f"*Priority*\n{PRIORITY.get(payload.get('priority', ''), payload.get('priority') or '—')}",
-        f"*Bot confidence*\n{float(payload.get('confidence') or 0):.2f}",
+        f"*Channel · language*\n{escape(payload.channel or '?')} · {escape(payload.language or '?')}",
+        f"*Topic*\n{escape(payload.topic or '—')}",
+        f"*Sentiment*\n{SENTIMENT.get(payload.sentiment, payload.sentiment or '—')}",
+        f"*Priority*\n{PRIORITY.get(payload.priority, payload.priority or '—')}",
+        f"*Bot confidence*\n{payload.confidence:.2f}",
         *(f"*{label}*\n{escape(value)}" for label, value in order_fields(payload)),
     ]
     blocks: Blocks = [
@@ -107,9 +98,9 @@ def root_card(payload: dict[str, Any], state: CardState | None = None) -> tuple[
         {"type": "section", "fields": [{"type": "mrkdwn", "text": clip(f, 1900)} for f in fields]},
         _section(f"*Why a person:* {escape(reasons)}"),
     ]
-    if payload.get("summary"):
-        blocks.append(_section(f"*Summary*\n{escape(payload['summary'])}"))
-    last = payload.get("last_messages") or []
+    if payload.summary:
+        blocks.append(_section(f"*Summary*\n{escape(payload.summary)}"))
+    last = payload.last_messages
     if last:
         lines = [f"*{escape(str(author))}:* {escape(' '.join(str(text).split()))[:300]}" for author, text in last]
         blocks.append(_section("*Last messages*\n" + "\n".join(lines[-LAST_MESSAGES:])))
@@ -133,11 +124,11 @@ def root_card(payload: dict[str, Any], state: CardState | None = None) -> tuple[
     return text, blocks
 
 
-def draft_message(payload: dict[str, Any], note_prefix: str) -> tuple[str, Blocks]:
+def draft_message(payload: HandoffCard, note_prefix: str) -> tuple[str, Blocks]:
     """The AI's suggested reply, in the thread, with Send / Edit / Discard."""
-    handoff_id = str(payload["handoff_id"])
-    draft = (payload.get("draft") or "").strip()
-    sources = ", ".join(payload.get("sources") or [])
+    handoff_id = str(payload.handoff_id)
+    draft = payload.draft.strip()
+    sources = ", ".join(payload.sources)
     hint = f"Reply in this thread to answer the customer · start with `{note_prefix}` for an internal note"
     if not draft:
         blocks: Blocks = [
@@ -147,7 +138,7 @@ def draft_message(payload: dict[str, Any], note_prefix: str) -> tuple[str, Block
         ]
         return "No suggested reply: answer in this thread", blocks
     blocks = [
-        _section(f"*Suggested reply* (confidence {float(payload.get('confidence') or 0):.2f})\n{quote(clip(draft))}"),
+        _section(f"*Suggested reply* (confidence {payload.confidence:.2f})\n{quote(clip(draft))}"),
     ]
     if sources:
         blocks.append(context(f"Sources: {escape(sources)}"))
@@ -166,32 +157,32 @@ def draft_message(payload: dict[str, Any], note_prefix: str) -> tuple[str, Block
     return f"Suggested reply: {clip(draft, 200)}", blocks
 
 
-def draft_done(status: str, operator: str, text: str = "", edited: bool = False) -> tuple[str, Blocks]:
+def draft_done(done: DraftDone) -> tuple[str, Blocks]:
     """The draft message after Send or Discard: what happened, by whom, no buttons left."""
-    who = escape(operator)
-    if status == "sent":
-        head = f"✅ *Sent to the customer by {who}*" + (" (edited)" if edited else "")
-        blocks: Blocks = [_section(f"{head}\n{quote(clip(text))}" if text else head)]
-        return f"Sent to the customer by {operator}", blocks
-    return f"Draft discarded by {operator}", [_section(f"🗑 *Draft discarded by {who}*")]
+    who = escape(done.operator)
+    if done.status == "sent":
+        head = f"✅ *Sent to the customer by {who}*" + (" (edited)" if done.edited else "")
+        blocks: Blocks = [_section(f"{head}\n{quote(clip(done.text))}" if done.text else head)]
+        return f"Sent to the customer by {done.operator}", blocks
+    return f"Draft discarded by {done.operator}", [_section(f"🗑 *Draft discarded by {who}*")]
 
 
-def customer_message(payload: dict[str, Any]) -> tuple[str, Blocks]:
+def customer_message(payload: CustomerMessage) -> tuple[str, Blocks]:
     """A customer's later message, posted in the conversation's thread."""
-    name = payload.get("customer") or "Customer"
-    text = (payload.get("text") or "").strip()
-    lines = [f"*{escape(name)}:* {escape(text)}" if text else f"*{escape(name)}* sent a {payload.get('kind', 'file')}"]
-    for attachment in payload.get("attachments") or []:
+    name = payload.customer or "Customer"
+    text = payload.text.strip()
+    lines = [f"*{escape(name)}:* {escape(text)}" if text else f"*{escape(name)}* sent a {payload.kind or 'file'}"]
+    for attachment in payload.attachments:
         label = attachment.get("name") or attachment.get("kind") or "file"
         url = attachment.get("url") or ""
         where = f"<{url}|{escape(label)}>" if url.startswith("http") else f"{escape(label)} (see the customer's app)"
         lines.append(f"📎 {where}")
     body = "\n".join(lines)
-    return clip(f"{name}: {text or payload.get('kind', 'file')}", 300), [_section(body)]
+    return clip(f"{name}: {text or payload.kind or 'file'}", 300), [_section(body)]
 
 
-def reopened(payload: dict[str, Any]) -> tuple[str, Blocks]:
-    reasons = reasons_line(payload)
+def reopened(payload: HandoffCard) -> tuple[str, Blocks]:
+    reasons = ", ".join(payload.reason_labels())
     text = f"🔁 *The customer needs a person again* ({escape(reasons)})"
     return "The customer needs a person again", [_section(text)]
 

@@ -21,6 +21,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.app import App
 from bot.config import ConfigError, SlackSettings
+from bot.deliveries import DeliveryKind, Notice
 from bot.outbox import enqueue
 from connectors.slack.access import OperatorDirectory
 from connectors.slack.handlers import SlackHandlers
@@ -113,7 +114,7 @@ class SlackConnector:
     async def notice(self, text: str) -> None:
         """A line for the operator queue (through the outbox): broken prompt or knowledge edits."""
         async with self._app.sessions() as session, session.begin():
-            await session.run_sync(enqueue, self._app.desk.queue_channel, "notice", {"text": text})
+            await session.run_sync(enqueue, self._app.desk.queue_channel, DeliveryKind.NOTICE, Notice(text=text))
         self._app.outbox.wake()
 
     async def stop(self) -> None:

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col, func, select
 
 from bot.config import SlackSettings
+from bot.deliveries import DeliveryKind, DraftDone, StateChange
 from bot.domain import Author, State
 from bot.journal import send_to_customer
 from bot.operators import ActionResult, OperatorActions
@@ -132,7 +133,7 @@ class SlackHandlers:
         try:
             await self.replay(payload)
         except DirectoryUnavailable:
-            await self._outbox.later(self._queue, "operator_event", payload, dedup_key=f"slack-later:{key}")
+            await self._outbox.later(self._queue, DeliveryKind.OPERATOR_EVENT, payload, dedup_key=f"slack-later:{key}")
             log.warning("slack: could not check an operator's rights; their action waits in the outbox")
 
     async def on_edit_submitted(self, ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
@@ -382,17 +383,17 @@ class SlackHandlers:
         """Queue the update of the draft message (Sent by … / Discarded by …) behind the reply itself."""
         if not ts or result.conversation_id is None:
             return
-        payload = {
-            "conversation_id": result.conversation_id,
-            "channel": channel,
-            "ts": ts,
-            "status": status,
-            "operator": operator,
-            "text": text,
-            "edited": edited,
-        }
+        payload = DraftDone(
+            conversation_id=result.conversation_id,
+            channel=channel,
+            ts=ts,
+            status=status,
+            operator=operator,
+            text=text,
+            edited=edited,
+        )
         async with self._sessions() as session, session.begin():
-            await session.run_sync(enqueue, self._queue, "draft_done", payload, result.conversation_id)
+            await session.run_sync(enqueue, self._queue, DeliveryKind.DRAFT_DONE, payload, result.conversation_id)
         self._outbox.wake()
 
     async def _refresh_on_first_response(self, conversation_id: int) -> None:
@@ -412,7 +413,8 @@ class SlackHandlers:
             ).scalar()
             if replies != 1:
                 return
-            await session.run_sync(enqueue, self._queue, "state", {"conversation_id": conversation_id}, conversation_id)
+            change = StateChange(conversation_id=conversation_id)
+            await session.run_sync(enqueue, self._queue, DeliveryKind.STATE, change, conversation_id)
         self._outbox.wake()
 
     async def _announce(self, conversation: Conversation, operator: str) -> None:

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col, select
 
 from bot.config import SlackSettings
+from bot.deliveries import CustomerMessage, DeliveryKind, DraftDone, HandoffCard, Notice, StateChange, read
 from bot.domain import Author
 from bot.ports import RetryLater
 from bot.storage.models import Conversation, Delivery, Handoff, Message
@@ -80,12 +81,12 @@ class SlackQueue:
         self._sessions = sessions
         self._settings = settings
         self._kinds: dict[str, Callable[[Delivery], Awaitable[str | None]]] = {
-            "handoff": self._handoff,
-            "customer_message": self._customer_message,
-            "state": self._state,
-            "draft_done": self._draft_done,
-            "notice": self._notice,
-            "operator_event": self._operator_event,
+            DeliveryKind.HANDOFF: self._handoff,
+            DeliveryKind.CUSTOMER_MESSAGE: self._customer_message,
+            DeliveryKind.STATE: self._state,
+            DeliveryKind.DRAFT_DONE: self._draft_done,
+            DeliveryKind.NOTICE: self._notice,
+            DeliveryKind.OPERATOR_EVENT: self._operator_event,
         }
         self.replay: Callable[[dict[str, Any]], Awaitable[None]] | None = None  # set by the Slack handlers
 
@@ -115,8 +116,8 @@ class SlackQueue:
             raise RetryLater(str(exc)) from None
 
     async def _handoff(self, delivery: Delivery) -> str:
-        payload = delivery.payload
-        conversation_id = int(payload["conversation_id"])
+        payload = read(delivery.payload, HandoffCard)
+        conversation_id = payload.conversation_id
         root = delivery.ref  # set when an earlier attempt already posted the root
         if root is None:
             current = await self._thread(conversation_id)
@@ -129,7 +130,7 @@ class SlackQueue:
                 state = await self._card_state(conversation_id)
                 text, blocks = cards.root_card(payload, state)
                 posted = await self._client.chat_postMessage(
-                    channel=self.channel_for(payload.get("topic")), text=text, blocks=blocks, unfurl_links=False
+                    channel=self.channel_for(payload.topic), text=text, blocks=blocks, unfurl_links=False
                 )
                 root = thread_ref(str(posted["channel"]), str(posted["ts"]))
             await self._remember(delivery, conversation_id, root)
@@ -139,18 +140,18 @@ class SlackQueue:
         return root
 
     async def _customer_message(self, delivery: Delivery) -> str | None:
-        payload = delivery.payload
+        payload = read(delivery.payload, CustomerMessage)
         text, blocks = cards.customer_message(payload)
-        thread = await self._thread(int(payload["conversation_id"]))
+        thread = await self._thread(payload.conversation_id)
         if thread is None:  # its handoff never reached Slack (parked): still show the message
-            blocks.append(cards.context(f"Conversation #{payload['conversation_id']} (its card is missing)"))
+            blocks.append(cards.context(f"Conversation #{payload.conversation_id} (its card is missing)"))
             await self._post(self._settings.queue_channel, text, blocks)
             return None
         channel, ts = split_ref(thread)
         return await self._post(channel, text, blocks, ts)
 
     async def _state(self, delivery: Delivery) -> str | None:
-        conversation_id = int(delivery.payload["conversation_id"])
+        conversation_id = read(delivery.payload, StateChange).conversation_id
         thread = await self._thread(conversation_id)
         payload = await self._handoff_payload(conversation_id)
         if thread is None or payload is None:
@@ -159,10 +160,10 @@ class SlackQueue:
         return thread
 
     async def _draft_done(self, delivery: Delivery) -> str | None:
-        p = delivery.payload
-        text, blocks = cards.draft_done(p["status"], p["operator"], p.get("text", ""), bool(p.get("edited")))
+        done = read(delivery.payload, DraftDone)
+        text, blocks = cards.draft_done(done)
         try:
-            await self._client.chat_update(channel=p["channel"], ts=p["ts"], text=text, blocks=blocks)
+            await self._client.chat_update(channel=done.channel, ts=done.ts, text=text, blocks=blocks)
         except SlackApiError as exc:
             if exc.response.get("error") in ("message_not_found", "cant_update_message"):
                 return None  # someone deleted the draft message: nothing left to update
@@ -173,7 +174,7 @@ class SlackQueue:
 
     async def _notice(self, delivery: Delivery) -> str:
         """A message for all operators, e.g. a refused prompt edit."""
-        text = str(delivery.payload["text"])
+        text = read(delivery.payload, Notice).text
         block = {"type": "section", "text": {"type": "mrkdwn", "text": clip(escape(text))}}
         return await self._post(self._settings.queue_channel, text, [block])
 
@@ -184,7 +185,7 @@ class SlackQueue:
         )
         return thread_ref(str(posted["channel"]), str(posted["ts"]))
 
-    async def _update_root(self, thread: str, payload: dict[str, Any], conversation_id: int) -> None:
+    async def _update_root(self, thread: str, payload: HandoffCard, conversation_id: int) -> None:
         channel, ts = split_ref(thread)
         text, blocks = cards.root_card(payload, await self._card_state(conversation_id))
         try:
@@ -210,18 +211,18 @@ class SlackQueue:
                 conversation.queue_thread = root
         delivery.ref = root
 
-    async def _handoff_payload(self, conversation_id: int) -> dict[str, Any] | None:
+    async def _handoff_payload(self, conversation_id: int) -> HandoffCard | None:
         async with self._sessions() as session:
             row = (
                 await session.execute(
                     select(Delivery.payload)
                     .where(Delivery.conversation_id == conversation_id)
-                    .where(Delivery.kind == "handoff")
+                    .where(Delivery.kind == DeliveryKind.HANDOFF)
                     .order_by(col(Delivery.id).desc())
                     .limit(1)
                 )
             ).first()
-        return dict(row[0]) if row else None
+        return read(row[0], HandoffCard) if row else None
 
     async def _card_state(self, conversation_id: int) -> cards.CardState:
         """State, owner and first response time (latest handoff → first operator message after it)."""

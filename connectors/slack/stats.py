@@ -18,7 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bot.analytics.report import build_report
 from bot.config import Settings
-from connectors.slack.cards import REASONS, Blocks
+from bot.domain import Reason
+from connectors.slack.cards import Blocks
 from connectors.slack.text import clip, escape
 
 log = logging.getLogger(__name__)
@@ -119,7 +120,7 @@ def summary(report: dict[str, Any], since: datetime, zone: str = "UTC") -> tuple
         f"{report['handed_off']} handed off, CSAT {csat_text}"
     )
     reasons = [
-        f"{escape(REASONS.get(reason, reason.replace('_', ' ')))} — {count}"
+        f"{escape(Reason.label_of(reason))} — {count}"
         for reason, count in list(report["handoff_reasons"].items())[:TOP]
     ]
     topics = [

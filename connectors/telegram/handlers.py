@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from bot.app import App
+from bot.deliveries import CustomerText, DeliveryKind
 from bot.domain import Inbound
 from bot.outbox import enqueue
 from bot.storage.models import Conversation, Customer
@@ -197,16 +198,13 @@ class CustomerHandlers:
     async def notify(self, message: Message, text: str, **values: Any) -> None:
         """Queue one of prompts/texts.yaml's texts to this chat, once per incoming message."""
         language = language_of(message.from_user) or self._app.texts.default_language
-        payload = {
-            "chat_id": str(message.chat.id),
-            "text": self._app.texts.render(text, language, **values),
-            "buttons": "",
-            "language": language,
-        }
+        payload = CustomerText(
+            chat_id=str(message.chat.id), text=self._app.texts.render(text, language, **values), language=language
+        )
         key = f"{CHANNEL}:{message.chat.id}:{message.message_id}:{message.edit_date or 0}:{text}"
         try:
             async with self._app.sessions() as session, session.begin():
-                await session.run_sync(enqueue, CHANNEL, "text", payload, None, dedup_key=clean(key, 128))
+                await session.run_sync(enqueue, CHANNEL, DeliveryKind.TEXT, payload, None, dedup_key=clean(key, 128))
         except IntegrityError:  # this update was processed before a restart: queued already
             return
         self._app.outbox.wake()

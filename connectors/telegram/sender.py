@@ -25,6 +25,7 @@ from aiogram.exceptions import (
 )
 from aiogram.types import InlineKeyboardMarkup, LinkPreviewOptions
 
+from bot.deliveries import Buttons, CustomerText, DeliveryKind, read
 from bot.ports import RetryLater, Undeliverable
 from bot.storage.models import Delivery
 from bot.texts import Texts
@@ -43,26 +44,27 @@ class TelegramSender:
         self._texts = texts
         self._progress: dict[int, int] = {}  # delivery id → parts already sent (a retry resumes there)
 
-    def messages(self, payload: dict[str, Any], conversation_id: int | None) -> list[tuple[str, Any]]:
+    def messages(self, payload: CustomerText, conversation_id: int | None) -> list[tuple[str, Any]]:
         """The HTML messages and the keyboard under the last one, as the customer will see them."""
-        language = str(payload.get("language") or self._texts.default_language)
-        text = str(payload.get("text") or "")
+        language = payload.language or self._texts.default_language
+        text = payload.text
         keyboard: InlineKeyboardMarkup | None = None
-        buttons = payload.get("buttons") or ""
-        if buttons == "csat" and conversation_id is not None:
+        buttons = payload.buttons
+        if buttons == Buttons.CSAT and conversation_id is not None:
             text = f"{text}\n\n{self._texts.render('csat_question', language)}".strip()
             keyboard = csat_keyboard(conversation_id)
-        elif buttons == "feedback" and conversation_id is not None:
+        elif buttons == Buttons.FEEDBACK and conversation_id is not None:
             keyboard = feedback_keyboard(self._texts, language, conversation_id)
         parts = render(text)
         return [(part, keyboard if index == len(parts) - 1 else None) for index, part in enumerate(parts)]
 
     async def deliver(self, delivery: Delivery) -> str | None:
-        if delivery.kind != "text":
+        if delivery.kind != DeliveryKind.TEXT:
             log.warning("telegram: delivery %s of kind %s ignored", delivery.id, delivery.kind)
             return None
-        chat_id = str(delivery.payload["chat_id"])
-        parts = self.messages(delivery.payload, delivery.conversation_id)
+        payload = read(delivery.payload, CustomerText)
+        chat_id = payload.chat_id
+        parts = self.messages(payload, delivery.conversation_id)
         key = delivery.id or 0
         ref: str | None = None
         for index in range(self._progress.get(key, 0), len(parts)):
