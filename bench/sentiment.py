@@ -37,8 +37,9 @@ DATA = Path("/work/shared/data/sentiment")
 EMBEDDER = "multilingual-e5-small"  # LocalEmbedder.name: the head reads only this model's vectors
 
 BATCH = 64
-# The order of embedding: the goal sources' held-out sets and training sets first, so a partial cache
-# already answers the main question; then the others, most useful first.
+# The order of embedding: the goal sources' held-out sets, then every training set (all a choice on
+# validation needs), then the other held-out sets; within each, the goal sources first, then the others,
+# most useful first.
 SOURCES = (
     "sentirueval2015",
     "rusentitweet",
@@ -103,8 +104,8 @@ async def embed_everything() -> None:
     settings = load_settings(REPO / "config.yaml")
     embedder = create_embedder(settings.embeddings)
     others = [s for s in SOURCES if s not in GOAL_SOURCES]
-    plan = [("heldout", s) for s in GOAL_SOURCES] + [("train", s) for s in GOAL_SOURCES]
-    plan += [(split, s) for s in others for split in ("train", "heldout")]
+    plan = [("heldout", s) for s in GOAL_SOURCES] + [("train", s) for s in SOURCES]  # every candidate for a choice
+    plan += [("heldout", s) for s in others]
     try:
         for split, source in plan:
             await load_vectors(split, source, embedder)
@@ -170,6 +171,7 @@ class Config:
     lexicon: bool = True
     # none | class: each class of a source weighs the same | source: each source weighs the same | source+class
     weighting: str = "source"
+    scaled: tuple[tuple[str, float], ...] = ()  # (source, factor): a source weighing more or less than the rest
     l2: float = 1e-2
     hidden: int = 0  # 0: multinomial logistic regression; n: one hidden ReLU layer of n units
     epochs: int = 12  # of the hidden-layer head (mini-batch Adam)
@@ -178,7 +180,8 @@ class Config:
     thresholds: tuple[float, float] = (NEGATIVE_THRESHOLD, POSITIVE_THRESHOLD)
 
 
-def sample_weights(parts: list[Part], weighting: str) -> np.ndarray:
+def sample_weights(parts: list[Part], weighting: str, scaled: tuple[tuple[str, float], ...] = ()) -> np.ndarray:
+    factors = dict(scaled)
     out = []
     for part in parts:
         counts = np.bincount(part.labels, minlength=3).astype(np.float64)
@@ -190,7 +193,7 @@ def sample_weights(parts: list[Part], weighting: str) -> np.ndarray:
             w = np.full(len(part.labels), 1.0 / len(part.labels))
         else:
             w = (1.0 / (np.count_nonzero(counts) * counts))[part.labels]
-        out.append(w)
+        out.append(w * factors.get(part.source, 1.0))
     weights = np.concatenate(out)
     return weights / weights.mean()
 
@@ -290,7 +293,7 @@ def heads(parts: dict[str, Part], config: Config) -> Iterator[SentimentModel]:
     chosen = [parts[s] for s in config.sources if s in parts]
     x = inputs(chosen, config.lexicon)
     y = np.concatenate([p.labels for p in chosen])
-    weights = sample_weights(chosen, config.weighting)
+    weights = sample_weights(chosen, config.weighting, config.scaled)
     if config.hidden:
         runs = [fit_mlp(x, y, weights, config, seed=seed) for seed in range(config.seeds)]
         fits: Iterator[tuple[Layer, ...]] = (merge(nets) for nets in zip(*runs, strict=True))
@@ -360,7 +363,10 @@ def report_line(name: str, model: SentimentModel, val: dict[str, Part]) -> float
     return goal
 
 
-def explore(parts: dict[str, Part]) -> None:
+EXTRA_SOURCES = ("rusentiment", "sst2", "uci_sentiment_sentences", "romip2012_news_quotes")
+
+
+def explore(parts: dict[str, Part], what: list[str]) -> None:
     """One choice at a time, on the validation part of train/ (criterion: mean macro-F1 of the goal sources)."""
     fit_parts, val = split_validation(parts)
     print(f"validation: {sum(len(p.labels) for p in val.values())} rows of train/ ({VALIDATION_PERCENT}% by hash)")
@@ -370,6 +376,19 @@ def explore(parts: dict[str, Part]) -> None:
         + " ".join(f"{s[:10]} {f:.3f}" for s, f in lex.items())
     )
     base = replace(CHOSEN, sources=tuple(s for s in CHOSEN.sources if s in parts))
+    if "sources" in what:
+        extra = [s for s in EXTRA_SOURCES if s in parts]
+        without = tuple(s for s in base.sources if s not in EXTRA_SOURCES)
+        candidates = [("the goal sources and opensentimentcorpus", replace(base, sources=without))]
+        candidates += [(f"+ {s}", replace(base, sources=(*without, s))) for s in extra]
+        if len(extra) > 1:
+            candidates.append(("+ " + ", ".join(extra), replace(base, sources=(*without, *extra))))
+            half = tuple((s, 0.5) for s in extra)
+            candidates.append(("+ those at half weight", replace(base, sources=(*without, *extra), scaled=half)))
+        for name, config in candidates:
+            report_line(name, train(fit_parts, config), val)
+    if "form" not in what:
+        return
     candidates = [
         ("logistic regression (the previous head)", replace(base, hidden=0)),
         ("hidden 128, one seed", replace(base, hidden=128, seeds=1)),
@@ -451,7 +470,12 @@ def save(model: SentimentModel, path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--embed-only", action="store_true", help="fill the embedding cache and stop")
-    parser.add_argument("--explore", action="store_true", help="print the choices on the validation part too")
+    parser.add_argument(
+        "--explore",
+        nargs="*",
+        choices=("sources", "form"),
+        help="print the choices on the validation part too: the sources, the head's form (default: both)",
+    )
     parser.add_argument("--quick", action="store_true", help="only what is cached already; nothing is written")
     parser.add_argument("--out", type=Path, default=HEAD, help="where the weights go (default: the product's)")
     parser.add_argument("--measure", type=Path, help="report this head on the held-out sets instead of training")
@@ -469,8 +493,8 @@ def main() -> None:
         latency(model, heldout.get("airline_tweets") or next(iter(heldout.values())))
         return
     parts = asyncio.run(load_parts("train", SOURCES if args.quick else CHOSEN.sources, embed_missing=not args.quick))
-    if args.explore:
-        explore(parts)
+    if args.explore is not None:
+        explore(parts, args.explore or ["sources", "form"])
     model = train(parts, CHOSEN)  # every row of train/, validation part included
     print(f"\ntrained on {', '.join(s for s in CHOSEN.sources if s in parts)}: {CHOSEN}")
     heldout_report(model, heldout)

@@ -211,9 +211,7 @@ async def build_app(settings: Settings, *, ingest: bool = True) -> App:
         orders,
         settings.automation.analysis_chars,
     )
-    operators = OperatorActions(
-        session_factory, texts, outbox, channel, index, build_judge(settings, prompts), examples
-    )
+    operators = OperatorActions(transactions, texts, outbox, channel, index, build_judge(settings, prompts), examples)
     return App(
         settings,
         engine,

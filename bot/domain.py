@@ -262,3 +262,13 @@ class Decision:
     answer: Answer | None = None
     reasons: tuple[Reason, ...] = ()
     handoff_id: int | None = None
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    """What an operator's (or a customer's button's) action came to, as the console that asked shows it."""
+
+    ok: bool
+    message: str
+    conversation_id: int | None = None
+    quality: dict[str, Any] | None = None  # a sent reply's score (bot.quality), shown to its operator only

@@ -353,7 +353,12 @@ def test_very_long_text_is_handled() -> None:
         ("Списали деньги дважды", Priority.HIGH),
         ("Someone logged into my account and changed the password", Priority.HIGH),
         ("The courier damaged our fence; who pays for the repair?", Priority.HIGH),
+        ("Вы издеваетесь? Третий раз пишу", Priority.HIGH),  # writing again: waited already
+        ("This is the third time I'm writing to you about my refund", Priority.HIGH),
+        ("I have asked you twice already", Priority.HIGH),
         ("Can I return an item today?", Priority.NORMAL),  # "today" in a question is no deadline
+        ("The refund arrived today", Priority.NORMAL),  # nor in a report of what happened
+        ("Третий раз заказываю у вас", Priority.NORMAL),  # a returning customer, not a repeated request
         ("Где мой заказ?", Priority.NORMAL),
     ],
 )

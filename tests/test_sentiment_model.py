@@ -1,54 +1,69 @@
-"""The trained sentiment head over real multilingual-e5-small embeddings, and priority built on its score."""
+"""The trained sentiment head over real multilingual-e5-small embeddings, and what the product makes of its
+score: mood, priority and the handoff an operator sees, on the shipped help centre."""
 
 from __future__ import annotations
 
-import asyncio
+import itertools
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+import pytest_asyncio
 
-from bot.analysis.intent import priority, wants_human
+from bot.analysis.sentiment import score_sentiment
 from bot.analysis.sentiment_model import HEAD, SentimentModel, SentimentModelError
-from bot.config import EmbeddingSettings
-from bot.domain import Priority, Sentiment
-from bot.embeddings import LocalEmbedder, cpu_has_avx2, create_embedder
+from bot.app import App, build_app
+from bot.config import load_settings
+from bot.domain import Decision, Inbound, Priority, Reason, Sentiment
+from bot.embeddings import cpu_has_avx2
+from tests.conftest import REPO, Recorder, make_settings, on_shipped_kb
+from tests.fakes.openai_server import FakeOpenAI
+from tests.test_llm import Desk, analysis, final, llm_settings
 
-MESSAGES = {  # text: (language, what must come out)
+HARM, ANGRY, PRESSING, PROBLEM = "harm", "angry", "pressing", "problem"
+MESSAGES = {  # text: what must come out
     # harm and anger the lexicon read as neutral: negative or urgent, and an operator soon
-    "Someone got into my account last night, changed the email and password, and now I can't log in": ("en", "harm"),
-    "Your movers dropped the wardrobe and cracked the floor tiles in our hallway. Who pays for the repair?": (
-        "en",
-        "harm",
-    ),
-    "I was charged twice for order 5531 and my account is overdrawn, fix this today": ("en", "harm"),
-    "The operator I spoke to was rude, talked down to me and hung up": ("en", "harm"),
-    "Оператор нахамил мне и бросил трубку": ("ru", "harm"),
-    "С карты списали деньги дважды, теперь счёт в минусе": ("ru", "harm"),
+    "Someone got into my account last night, changed the email and password, and now I can't log in": HARM,
+    "Your movers dropped the wardrobe and cracked the floor tiles in our hallway. Who pays for the repair?": HARM,
+    "I was charged twice for order 5531 and my account is overdrawn, fix this today": HARM,
+    "The operator I spoke to was rude, talked down to me and hung up": HARM,
+    "Оператор нахамил мне и бросил трубку": HARM,
+    "С карты списали деньги дважды, теперь счёт в минусе": HARM,
+    "Вы издеваетесь? Третий раз пишу": HARM,
+    # calm but pressing: a high priority whatever the mood
+    "срочно": PRESSING,
+    "I need this fixed today": PRESSING,
+    # angry customers: the mood alone hands them to a person (automation.negative_sentiment)
+    "Your support agent was extremely rude to me on the phone": ANGRY,
+    "Это безобразие! Верните деньги немедленно!": ANGRY,
+    "I'm very disappointed with your service": ANGRY,
+    # a problem told calmly is negative, but no reason on its own to take the answer from the bot
+    "My order hasn't arrived": PROBLEM,
+    "Заказ не пришёл": PROBLEM,
     # thanks and praise
-    "Thank you so much, the replacement arrived and works perfectly!": ("en", Sentiment.POSITIVE),
-    "Спасибо большое, всё пришло вовремя, очень довольна": ("ru", Sentiment.POSITIVE),
+    "Thank you so much, the replacement arrived and works perfectly!": Sentiment.POSITIVE,
+    "Спасибо большое, всё пришло вовремя, очень довольна": Sentiment.POSITIVE,
+    "Great service, the courier was very polite": Sentiment.POSITIVE,
     # plain questions
-    "How do I return an item?": ("en", Sentiment.NEUTRAL),
-    "Где мой заказ?": ("ru", Sentiment.NEUTRAL),
+    "How do I return an item?": Sentiment.NEUTRAL,
+    "Где мой заказ?": Sentiment.NEUTRAL,
+    "Can I pay by card?": Sentiment.NEUTRAL,
 }
+_chats = itertools.count(1)
 
 
-@pytest.fixture(scope="module")
-def vectors() -> dict[str, np.ndarray]:
-    """Each message embedded on its own, as the analyzer does (the query side, the bundled model)."""
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def shop(tmp_path_factory: pytest.TempPathFactory, shipped_kb_store: Path) -> AsyncIterator[App]:
+    """The shipped help centre on the bundled model (so the trained head reads mood) and the shipped
+    handoff policy, built once."""
     if not cpu_has_avx2():
         pytest.skip("the local model needs AVX2")
-    embedder = create_embedder(EmbeddingSettings())
-    assert isinstance(embedder, LocalEmbedder)
-
-    async def embed() -> dict[str, np.ndarray]:
-        try:
-            return {text: (await embedder.queries([text]))[0] for text in MESSAGES}
-        finally:
-            await embedder.close()
-
-    return asyncio.run(embed())
+    settings = on_shipped_kb(make_settings(tmp_path_factory.mktemp("shop")), shipped_kb_store)
+    settings.automation = load_settings(REPO / "config.yaml").automation  # the policy as shipped
+    built = await build_app(settings)
+    yield built
+    await built.close()
 
 
 @pytest.fixture(scope="module")
@@ -61,17 +76,78 @@ def test_the_shipped_head_reads_the_bundled_embedder(model: SentimentModel) -> N
     assert not model.fits("hashing-384", 384)  # same size, meaningless to the head: use the lexicon
 
 
+async def first_message(app: App, text: str) -> tuple[Decision, Recorder]:
+    """A new customer's first message through the desk; the operator queue it may reach."""
+    queue = Recorder()
+    app.outbox.register("test", Recorder())
+    app.outbox.register(app.desk.queue_channel, queue)
+    chat = f"mood-{next(_chats)}"
+    decision = await app.desk.receive(Inbound("test", chat, chat, text))
+    await app.outbox.deliver_due()
+    return decision, queue
+
+
+@pytest.mark.asyncio(loop_scope="module")
 @pytest.mark.parametrize("text", list(MESSAGES))
-def test_mood_and_priority_of_real_messages(model: SentimentModel, vectors: dict[str, np.ndarray], text: str) -> None:
-    language, expected = MESSAGES[text]
-    result = model.score(vectors[text], text, language)
-    assert -1.0 <= result.score <= 1.0
-    urgency = priority(result.score, text, wants_human(text))
-    if expected == "harm":
-        assert urgency in (Priority.HIGH, Priority.URGENT), result
-        assert result.label is Sentiment.NEGATIVE or urgency is Priority.URGENT, result
-    else:
-        assert result.label is expected, result
+async def test_mood_priority_and_handoff_of_real_messages(shop: App, text: str) -> None:
+    expected = MESSAGES[text]
+    decision, queue = await first_message(shop, text)
+    a = decision.analysis
+    assert a is not None and -1.0 <= a.sentiment_score <= 1.0
+    if expected in (HARM, ANGRY, PRESSING):
+        assert a.priority in (Priority.HIGH, Priority.URGENT), a
+    if expected in (HARM, ANGRY):
+        assert a.sentiment is Sentiment.NEGATIVE or a.priority is Priority.URGENT, a
+        assert decision.action == "handoff"  # an operator sees it, with its mood and priority
+        card = queue.sent[-1].payload
+        assert (card["sentiment"], card["priority"]) == (a.sentiment, a.priority)
+    if expected == ANGRY:
+        assert Reason.NEGATIVE_SENTIMENT in decision.reasons, (a.sentiment_score, decision.reasons)
+    elif expected == PROBLEM:
+        assert a.sentiment is Sentiment.NEGATIVE and Reason.NEGATIVE_SENTIMENT not in decision.reasons, a
+    elif expected is Sentiment.POSITIVE:
+        assert (a.sentiment, a.priority) == (Sentiment.POSITIVE, Priority.LOW), a
+    elif expected is Sentiment.NEUTRAL:
+        assert (a.sentiment, a.priority, decision.action) == (Sentiment.NEUTRAL, Priority.NORMAL, "answer"), a
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_the_trained_head_reads_the_mood_not_the_lexicon(shop: App, model: SentimentModel) -> None:
+    text = "Someone got into my account last night, changed the email and password, and now I can't log in"
+    decision, _ = await first_message(shop, text)
+    assert decision.analysis is not None
+    expected = model.score(await shop.index.embed_query(text), text, "en")
+    assert decision.analysis.sentiment_score == expected.score
+    assert score_sentiment(text, "en").score > expected.score  # the lexicon reads it milder
+
+
+async def test_with_the_llm_its_label_wins_and_the_trained_head_stands_in_when_it_fails(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    if not cpu_has_avx2():
+        pytest.skip("the local model needs AVX2")
+    text = "Your support agent was extremely rude to me on the phone"
+    async with FakeOpenAI() as fake:
+        settings = llm_settings(tmp_path, fake, analysis=True)
+        settings.embeddings.provider = "local"
+        settings.automation.negative_sentiment = -0.9
+        app = await build_app(settings)
+        try:
+            mood = SentimentModel.load().score(await app.index.embed_query(text), text, "en")
+            assert mood.label is Sentiment.NEGATIVE and mood.score <= -0.9
+            desk = Desk(app)
+            fake.script(analysis(None, "negative", 0.8, "high"), final("Sorry to hear that."))  # a careless score
+            understood = (await desk.say(text, chat="llm-says")).analysis
+            assert (understood.sentiment, understood.sentiment_score) == (Sentiment.NEGATIVE, mood.score)
+            assert "llm analysis: sentiment negative with score 0.8" in caplog.text
+            fake.fail(500, times=5, path="/v1/chat/completions")
+            decision = await desk.say(text, chat="llm-down")
+            assert decision.analysis is not None
+            assert (decision.analysis.sentiment, decision.analysis.sentiment_score) == (Sentiment.NEGATIVE, mood.score)
+            assert decision.action == "handoff" and Reason.NEGATIVE_SENTIMENT in decision.reasons
+            assert desk.queue.sent[-1].payload["sentiment"] == Sentiment.NEGATIVE
+        finally:
+            await app.close()
 
 
 def test_a_missing_or_damaged_head_is_named(tmp_path: Path) -> None:

@@ -60,10 +60,33 @@ _URGENCY = re.compile(
     r"\b(?:urgent\w*|asap|immediately|right now|right away|emergency|срочн\w*|немедленно|сейчас же"
     r"|как можно (?:скорее|быстрее)|безотлагательно|сегодня же|до конца (?:дня|сегодняшнего дня))\b"
     # a deadline the customer sets: "I need this fixed today", "fix this today", "нужно решить сегодня"
-    r"|\b(?:need|needs|must|have to|has to|got to|fix|sort|resolve|solve|refund|unblock|unlock)\b[^.!?\n]{0,40}?"
+    r"|\b(?:need|needs|must|have to|has to|got to|fix|sort|resolve|solve|unblock|unlock|refund (?:me|it|this|my))\b"
+    r"[^.!?\n]{0,40}?"
     r"\b(?:today|tonight|by tomorrow|by the end of (?:the )?day)\b"
     r"|\b(?:нужно|надо|необходимо|требую|прошу|должны|решите|исправьте|верните|разблокируйте)\b[^.!?\n]{0,40}?"
     r"\b(?:сегодня|до завтра|к вечеру)\b",
+    re.IGNORECASE,
+)
+# A customer who says they have written or asked before has waited already ("третий раз пишу", "I've asked
+# three times", "this is the second time I'm contacting you"): someone should look soon.
+_ORDINAL = (
+    r"(?:second|third|fourth|fifth|tenth|\d+(?:st|nd|rd|th)|второй|третий|четв[её]ртый|пятый|десятый|который"
+    r"|\d+-?й)"
+)
+_EN_CONTACT = (
+    r"(?:writ\w*|wrote|ask\w*|contact\w*|call\w*|email\w*|e-mail\w*|messag\w*|chat\w*|reach\w* out|complain\w*)"
+)
+_RU_CONTACT = r"(?:пиш\w*|писа\w*|напис\w*|обраща\w*|обращусь|звон\w*|спрашива\w*|прошу|жалу\w*)"
+_TIMES = r"(?:twice|three times|four times|several times|many times|multiple times|\d+ times)"
+_RU_TIMES = r"(?:два|три|четыре|пять|несколько|много|\d+) раза?"
+_REPEATED_CONTACT = re.compile(
+    rf"\b{_ORDINAL} time (?:(?:i'm|i am|i've been|i have been|we're|we are|that i|i) )?{_EN_CONTACT}"
+    rf"|\b{_EN_CONTACT} (?:(?:to )?you |(?:to )?(?:your )?support )?(?:for )?the {_ORDINAL} time"
+    rf"|\b(?:i've|i have|we've|we have|i) (?:already )?{_EN_CONTACT} (?:(?:to )?you |(?:to )?(?:your )?support )?"
+    rf"(?:about (?:this|it) )?(?:already )?{_TIMES}"
+    rf"|\b(?:в )?{_ORDINAL} раз (?:уже )?(?:вам )?{_RU_CONTACT}"
+    rf"|\b{_RU_CONTACT} (?:вам )?(?:уже )?(?:вам )?(?:в )?(?:{_ORDINAL} раз|{_RU_TIMES})"
+    rf"|\b(?:уже )?{_RU_TIMES} (?:вам )?{_RU_CONTACT}",
     re.IGNORECASE,
 )
 _SHOUTED_NOW = re.compile(r"\b(?:NOW|СЕЙЧАС|ASAP)\b")  # case matters: a shouted "now" is a demand
@@ -78,7 +101,7 @@ _HARM = re.compile(
     r"(?:taken over|compromised|hijacked)|locked (?:me )?out of my account"
     r"|(?:money|funds|payment|balance) (?:is |was |has )?(?:gone|missing|disappeared|vanished)"
     r"|(?:damag|broke|ruin|destroy|flood|scratch|dent)(?:ed|ing)? (?:my|our|it|them)|water damage|flooded|flooding"
-    r"|property damage|pay for (?:the )?(?:repairs?|damages?)|возмест\w* (?:ущерб|ремонт)"
+    r"|property damage|(?:pay|pays|paying|cover|covers) for (?:the )?(?:repairs?|damages?)|возмест\w* (?:ущерб|ремонт)"
     r"|injur\w*|hurt (?:me|my)|caught fire|burn(?:ed|t) (?:my|the)"
     r"|списа\w*(?: \w+){0,3} (?:дважды|два раза|повторно|ещ[её] раз)|(?:дважды|два раза|повторно) списа\w*"
     r"|двойн\w* (?:списани|оплат|платеж)\w*|в минус\w*|овердрафт\w*|минус на (?:карте|сч[её]те)"
@@ -129,15 +152,16 @@ def priority(sentiment_score: float, text: str, wants_human: bool) -> Priority:
     """How soon an operator should look: harm, threats and urgent anger first, thanks last.
 
     The mood alone misses a calm report of harm ("my card was charged twice and my account is
-    overdrawn") or a calm deadline ("I need this fixed today"): those cues count on their own, and
-    with any negativity besides them the message is urgent."""
+    overdrawn"), a calm deadline ("I need this fixed today") or a customer writing again ("третий раз
+    пишу"): those cues count on their own. Harm with any negativity or a deadline, and a deadline or a
+    threat with strong negativity, are urgent."""
     sample = text[:_MAX_CHARS]
     pressing = bool(_URGENCY.search(sample) or _SHOUTED_NOW.search(sample) or _THREAT.search(sample))
     harm = harmed(sample)
     negative = sentiment_score <= NEGATIVE_THRESHOLD
     if (pressing and sentiment_score <= STRONG_NEGATIVE) or (harm and (pressing or negative)):
         return Priority.URGENT
-    if pressing or harm or sentiment_score <= STRONG_NEGATIVE:
+    if pressing or harm or _REPEATED_CONTACT.search(sample) or sentiment_score <= STRONG_NEGATIVE:
         return Priority.HIGH
     if wants_human and negative:
         return Priority.HIGH
