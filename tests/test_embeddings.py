@@ -265,6 +265,17 @@ async def test_local_model_vectors(local_embedder: LocalEmbedder) -> None:
     assert np.allclose((await local_embedder.queries(["Where is my order?"]))[0], queries[1], atol=1e-5)
 
 
+async def test_a_short_question_is_not_held_back_by_huge_messages(local_embedder: LocalEmbedder) -> None:
+    huge = [asyncio.create_task(local_embedder.queries(["🙂" * 1000])) for _ in range(2)]
+    await asyncio.sleep(0)  # the huge messages are queued first
+    question = asyncio.create_task(local_embedder.queries(["Where is my order?"]))
+    done, _ = await asyncio.wait([question, *huge], return_when=asyncio.FIRST_COMPLETED)
+    assert done == {question}
+    vectors = await asyncio.gather(*huge)  # nothing is dropped: every huge message is embedded too
+    assert all(v.shape == (1, 384) for v in vectors) and np.allclose(vectors[0], vectors[1], atol=1e-5)
+    assert np.allclose(question.result()[0], (await local_embedder.queries(["Where is my order?"]))[0], atol=1e-5)
+
+
 @pytest.mark.parametrize(
     ("question", "expected"),
     [
