@@ -6,11 +6,13 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.analysis.sentiment_model import SentimentModel
+from bot.analytics.report import build_report
 from bot.analyzer import Analyzer
 from bot.config import Settings
 from bot.conversations import Conversations
@@ -73,6 +75,10 @@ class App:
             self.operators, self.transactions, self.conversations, self.texts, self.outbox, channel, self.settings.slack
         )
         self.notices = CustomerNotices(self.outbox, self.texts)
+
+    async def report(self, since: datetime) -> dict[str, Any]:
+        """`relaydesk report`'s figures since `since` (what `/relaydesk stats` shows of today)."""
+        return await build_report(self.sessions, self.settings.analytics, since)
 
     def watch(self) -> None:
         """Pick up prompt and knowledge edits without a restart (`relaydesk run` calls this; tests need not)."""

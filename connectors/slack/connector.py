@@ -19,7 +19,6 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.analytics.report import build_report
 from bot.app import App
 from bot.config import ConfigError, SlackSettings
 from connectors.slack.access import OperatorDirectory
@@ -63,7 +62,7 @@ class SlackConnector:
             self.client,
             OperatorDirectory(self.client, app.shared, self._settings.operator_group),
             self._settings,
-            StatsCommand(lambda since: build_report(app.sessions, app.settings.analytics, since), app.settings),
+            StatsCommand(app.report, app.settings),
         )
         secret = self._settings.signing_secret
         self._verifier = SignatureVerifier(secret) if secret else None

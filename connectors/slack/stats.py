@@ -52,7 +52,7 @@ def start_of_day(now: datetime, zone: tzinfo) -> datetime:
 
 
 Report = Callable[[datetime], Awaitable[dict[str, Any]]]
-"""The desk's report since a moment (bot.analytics.report.build_report over the desk's database)."""
+"""The desk's report since a moment (`App.report`: bot.analytics.report over the desk's database)."""
 
 
 class StatsCommand:
