@@ -135,7 +135,7 @@ class OperatorReplies:
     # -- helpers ----------------------------------------------------------------------------------
 
     async def _after(self, result: ActionResult, refused: str) -> Outcome:
-        if not result.ok:  # a replayed event: quietly nothing
+        if not result.ok:  # the operator hears why, but not of a replayed event
             return Outcome(result, None if result.message == ALREADY_SENT else f"{refused}: {result.message}.")
         if result.conversation_id is not None:
             await self._first_response(result.conversation_id)
@@ -162,8 +162,10 @@ class OperatorReplies:
             text=text,
             edited=edited,
         )
-        queued = partial(enqueue, channel=self._queue, kind=DeliveryKind.DRAFT_DONE, payload=done)
-        await self._transactions.run(partial(queued, conversation_id=result.conversation_id))
+        kind, conversation_id = DeliveryKind.DRAFT_DONE, result.conversation_id
+        await self._transactions.run(
+            partial(enqueue, channel=self._queue, kind=kind, payload=done, conversation_id=conversation_id)
+        )
         self._outbox.wake()
 
 
