@@ -24,7 +24,19 @@ from sqlmodel import col, select
 
 from bot.analyzer import Analyzer
 from bot.deliveries import Buttons, CustomerMessage, DeliveryKind, HandoffCard
-from bot.domain import Analysis, Answer, Author, Decision, EventType, Inbound, OrderFacts, Reason, State, spent
+from bot.domain import (
+    Analysis,
+    Answer,
+    Author,
+    Decision,
+    EventType,
+    FeedbackKind,
+    Inbound,
+    OrderFacts,
+    Reason,
+    State,
+    spent,
+)
 from bot.hours import BusinessHours
 from bot.journal import record_event, send_to_customer
 from bot.lifecycle import Move, advance
@@ -45,7 +57,6 @@ MAX_TEXT = 20_000  # longer messages are stored cut; nobody types more in one me
 STALE_RETRIES = 2  # how often a message is decided again when another worker wrote to its chat meanwhile
 HISTORY = 12
 OWNED = (State.WAITING_OPERATOR, State.OPERATOR)
-THANKS = "thanks"  # feedback kind: the customer thanked the bot right after its answer
 _CONFIRMS = (SmallTalk.THANKS, SmallTalk.PRAISE)  # small talk right after an answer that says it helped
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 
@@ -347,8 +358,9 @@ class Desk:
         send_to_customer(session, customer, conversation_id, answer.text, language=analysis.language)
         record_event(session, conversation_id, EventType.SMALL_TALK, kind=str(analysis.small_talk))
         if analysis.small_talk in _CONFIRMS and after_answer:  # the customer confirms the answer helped
-            session.execute(_NEW_FEEDBACK, {"conversation_id": conversation_id, "kind": THANKS, "value": 0})
-            record_event(session, conversation_id, EventType.FEEDBACK, kind=THANKS, value=0)
+            thanks = FeedbackKind.THANKS
+            session.execute(_NEW_FEEDBACK, {"conversation_id": conversation_id, "kind": thanks, "value": 0})
+            record_event(session, conversation_id, EventType.FEEDBACK, kind=thanks, value=0)
 
     def _hand_off(
         self,

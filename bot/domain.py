@@ -19,6 +19,15 @@ class State(StrEnum):
     RESOLVED = "resolved"
 
 
+class FeedbackKind(StrEnum):
+    """What a customer said of an answer or a conversation (a stored feedback row's kind)."""
+
+    HELPFUL = "helpful"  # the Helped button under a bot answer: solved by the bot alone
+    NOT_HELPFUL = "not_helpful"  # the "Talk to a person" button under a bot answer
+    CSAT = "csat"  # 1-5 stars after a resolution
+    THANKS = "thanks"  # thanks or praise in the customer's own words right after a bot answer
+
+
 class EventType(StrEnum):
     """What the event log records (the analytics are computed from it)."""
 

@@ -6,34 +6,34 @@ from functools import partial
 
 from sqlalchemy.orm import Session
 
-from bot.domain import EventType
+from bot.domain import EventType, FeedbackKind
 from bot.drafts import expire_drafts
 from bot.journal import record_event
 from bot.lifecycle import Move, advance, allowed
 from bot.storage.db import Transactions
 from bot.storage.models import Conversation, Feedback, utcnow
 
-KINDS = ("helpful", "not_helpful", "csat")
+BUTTONS = frozenset({FeedbackKind.HELPFUL, FeedbackKind.NOT_HELPFUL, FeedbackKind.CSAT})  # what a press can say
 
 
 class CustomerFeedback:
     def __init__(self, transactions: Transactions) -> None:
         self._transactions = transactions
 
-    async def record(self, conversation_id: int, kind: str, value: int = 0) -> str | None:
+    async def record(self, conversation_id: int, kind: FeedbackKind, value: int = 0) -> str | None:
         """Why the press was refused, None when it was recorded."""
-        if kind not in KINDS or (kind == "csat" and not 1 <= value <= 5):
+        if kind not in BUTTONS or (kind == FeedbackKind.CSAT and not 1 <= value <= 5):
             return "unknown feedback"
         return await self._transactions.run(partial(_record, conversation_id, kind, value))
 
 
-def _record(conversation_id: int, kind: str, value: int, session: Session) -> str | None:
+def _record(conversation_id: int, kind: FeedbackKind, value: int, session: Session) -> str | None:
     conversation = session.get(Conversation, conversation_id)
     if conversation is None:
         return f"no conversation {conversation_id}"
     session.add(Feedback(conversation_id=conversation_id, kind=kind, value=value))
     record_event(session, conversation_id, EventType.FEEDBACK, kind=kind, value=value)
-    if kind == "helpful" and allowed(conversation.state, Move.HELPED):
+    if kind == FeedbackKind.HELPFUL and allowed(conversation.state, Move.HELPED):
         conversation.state = advance(conversation.state, Move.HELPED)  # solved by the bot alone
         conversation.resolved_at = utcnow()
         record_event(session, conversation_id, EventType.RESOLVED, by="bot")

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from sqlmodel import select
 
 from bot.deliveries import Buttons, DeliveryKind, StateChange
-from bot.domain import ActionResult, Author, EventType, State
+from bot.domain import ActionResult, Author, EventType, FeedbackKind, State
 from bot.drafts import expire_drafts, unsendable
 from bot.feedback import CustomerFeedback
 from bot.journal import record_event, send_to_customer
@@ -280,7 +280,7 @@ class OperatorActions:
         """Messages like the conversation's handed-off question go to a person from now on (bot.teaching)."""
         return await self._teaching.always_a_person(conversation_id, operator, topic)
 
-    async def feedback(self, conversation_id: int, kind: str, value: int = 0) -> ActionResult:
+    async def feedback(self, conversation_id: int, kind: FeedbackKind, value: int = 0) -> ActionResult:
         """A customer's button: helpful / not_helpful after an answer, csat 1-5 after a resolution."""
         refused = await self._feedback.record(conversation_id, kind, value)
         if refused:

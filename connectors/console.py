@@ -16,7 +16,7 @@ from typing import TextIO
 from bot.app import App
 from bot.conversations import ConversationView
 from bot.deliveries import Buttons, CustomerMessage, CustomerText, DeliveryKind, HandoffCard, StateChange, read
-from bot.domain import ActionResult, Inbound
+from bot.domain import ActionResult, FeedbackKind, Inbound
 from bot.orders.card import order_fields
 from bot.ports import Outgoing
 
@@ -159,11 +159,10 @@ class ConsoleChat:
             if not value.isdigit():
                 self._write("usage: /csat 1-5")
                 return
-            result = await self._app.operators.feedback(conversation.id, "csat", int(value))
+            result = await self._app.operators.feedback(conversation.id, FeedbackKind.CSAT, int(value))
         else:
-            result = await self._app.operators.feedback(
-                conversation.id, line[1:].replace("nothelped", "not_helpful").replace("helped", "helpful")
-            )
+            kind = FeedbackKind.HELPFUL if line == "/helped" else FeedbackKind.NOT_HELPFUL
+            result = await self._app.operators.feedback(conversation.id, kind)
         self._write(f"[{'ok' if result.ok else 'refused'}] {result.message}")
 
     async def _conversation(self) -> ConversationView | None:

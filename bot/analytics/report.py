@@ -60,11 +60,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
 
 from bot.config import AnalyticsSettings
-from bot.domain import Author, EventType, Reason, Sentiment
+from bot.domain import Author, EventType, FeedbackKind, Reason, Sentiment
 from bot.storage.models import STUCK, Conversation, Delivery, Event, Feedback, Handoff, Message
 
 TOUCHED = (EventType.CLAIMED, EventType.OPERATOR_REPLY, EventType.DRAFT_SENT, EventType.DRAFT_DISCARDED)
-CONFIRMING = ("helpful", "thanks")  # Feedback kinds: the Helped button; a customer's thanks after an answer
+CONFIRMING = (FeedbackKind.HELPFUL, FeedbackKind.THANKS)  # the Helped button; thanks after an answer
 # Handoff reasons that are the customer's own verdict on the bot's answer; any other later handoff is "handed_off".
 VERDICTS = frozenset(str(r) for r in (Reason.ASKED_FOR_HUMAN, Reason.REPEATED_QUESTION, Reason.NEGATIVE_SENTIMENT))
 PARTS = ("confirmed", "unconfirmed", "failed")
@@ -166,8 +166,8 @@ def _outcomes(feedback: Any, later_handoffs: Any, negative: Any) -> _Outcomes:
     for conversation_id, kind, _ in feedback:
         if kind in CONFIRMING:
             outcomes.confirmed.add(conversation_id)
-        elif kind == "not_helpful":  # the "Talk to a person" button, only ever under a bot answer
-            outcomes.failed[conversation_id].add("not_helpful")
+        elif kind == FeedbackKind.NOT_HELPFUL:  # the "Talk to a person" button, only ever under a bot answer
+            outcomes.failed[conversation_id].add(FeedbackKind.NOT_HELPFUL)
     for conversation_id, data in later_handoffs:
         reasons = {str(reason) for reason in (data or {}).get("reasons", [])}
         outcomes.failed[conversation_id].update(reasons & VERDICTS or {"handed_off"})
@@ -377,7 +377,7 @@ def _assemble(
     csat_of: dict[int, list[int]] = defaultdict(list)
     buttons: Counter[str] = Counter()
     for conversation_id, kind, value in feedback:
-        if kind == "csat":
+        if kind == FeedbackKind.CSAT:
             csat_of[conversation_id].append(int(value))
         else:
             buttons[kind] += 1

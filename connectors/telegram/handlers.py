@@ -19,7 +19,7 @@ from aiogram.filters import Command, CommandStart, Filter
 from aiogram.types import CallbackQuery, Message, TelegramObject
 
 from bot.app import App
-from bot.domain import Inbound
+from bot.domain import FeedbackKind, Inbound
 from connectors.telegram.inbound import CHANNEL, UNSUPPORTED, clean, content_of, language_of, name_of, to_inbound
 from connectors.telegram.keyboards import ACTIONS, Press
 from connectors.telegram.limits import RateLimiter, Verdict
@@ -155,13 +155,13 @@ class CustomerHandlers:
             )
             decision = await self._app.desk.receive(inbound)
             if decision.action != "duplicate":
-                await self._app.operators.feedback(cid, "not_helpful")
+                await self._app.operators.feedback(cid, FeedbackKind.NOT_HELPFUL)
             reply = "human_requested"
         elif callback_data.action == "helped":
-            await self._app.operators.feedback(cid, "helpful")
+            await self._app.operators.feedback(cid, FeedbackKind.HELPFUL)
             reply = "feedback_thanks"
         else:
-            await self._app.operators.feedback(cid, "csat", callback_data.value)
+            await self._app.operators.feedback(cid, FeedbackKind.CSAT, callback_data.value)
             reply = "csat_thanks"
         await self._answer(query, reply, language)
         if query.message is not None:  # the choice is made: take the buttons away
