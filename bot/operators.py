@@ -156,6 +156,8 @@ class OperatorActions:
             chars=len(text),
             quality=quality,
         )
+        if handoff_id is not None:  # the draft goes out with this reply: sent in the same transaction
+            self._settle_sent(session, handoff_id, operator, text)
         session.flush()
         assert message.id is not None
         return _Sent(message.id, event_id, quality, asked)
@@ -199,9 +201,6 @@ class OperatorActions:
             return ActionResult(False, "the draft is empty: reply in your own words", handoff.conversation_id)
         dedup_key = f"handoff:{handoff_id}:send"
         result = await self.reply(handoff.conversation_id, operator, body, dedup_key, handoff_id, announce)
-        if result.ok:
-            edited = body != handoff.draft.strip()
-            await self._transactions.run(partial(_draft_sent, handoff_id, operator, edited))
         return result
 
     async def draft_refusal(self, handoff_id: int) -> str | None:
@@ -305,6 +304,15 @@ class OperatorActions:
         record_event(session, conversation.id, EventType.CLAIMED, operator=operator)
         self._queue_state(session, conversation)
 
+    @staticmethod
+    def _settle_sent(session: Session, handoff_id: int, operator: str, text: str) -> None:
+        handoff = session.get(Handoff, handoff_id)
+        assert handoff is not None  # `unsendable` found it open under the same lock
+        handoff.status = settle_draft(handoff.status, Draft.SENT)
+        edited = text != handoff.draft.strip()
+        conversation_id = handoff.conversation_id
+        record_event(session, conversation_id, EventType.DRAFT_SENT, operator, handoff_id=handoff_id, edited=edited)
+
     def _queue_state(self, session: Session, conversation: Conversation) -> None:
         assert conversation.id is not None
         change = StateChange(
@@ -318,12 +326,3 @@ class OperatorActions:
     def _done(self, message: str, conversation_id: int, quality: dict[str, Any] | None = None) -> ActionResult:
         self._outbox.wake()
         return ActionResult(True, message, conversation_id, quality)
-
-
-def _draft_sent(handoff_id: int, operator: str, edited: bool, session: Session) -> None:
-    handoff = session.get(Handoff, handoff_id)
-    if handoff is not None:
-        handoff.status = Draft.SENT
-        record_event(
-            session, handoff.conversation_id, EventType.DRAFT_SENT, operator, handoff_id=handoff_id, edited=edited
-        )
