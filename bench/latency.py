@@ -49,13 +49,12 @@ from common import (
 from bot.analysis.intent import priority, wants_human
 from bot.analysis.language import detect_language
 from bot.analysis.sentiment import score_sentiment
-from bot.analyzer import MAX_QUERY_CHARS
 from bot.app import App, build_app
 from bot.desk import _context as read_context
 from bot.domain import Inbound
 from bot.retrieval import rank_topics
 from bot.storage.models import utcnow
-from bot.triage.entities import extract
+from bot.triage.entities import MAX_QUERY_CHARS, extract
 from bot.triage.smalltalk import small_talk
 
 GOAL_P99_MS = 50.0

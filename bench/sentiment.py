@@ -28,10 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import CACHE, REPO, header, summary
 from bot.analysis.sentiment import NEGATIVE_THRESHOLD, POSITIVE_THRESHOLD
 from bot.analysis.sentiment_model import HEAD, Layer, SentimentModel, batch_probabilities, lexicon_features
-from bot.analyzer import MAX_QUERY_CHARS
 from bot.config import load_settings
 from bot.embeddings import create_embedder
-from bot.triage.entities import extract
+from bot.triage.entities import query_text
 
 DATA = Path("/work/shared/data/sentiment")
 EMBEDDER = "multilingual-e5-small"  # LocalEmbedder.name: the head reads only this model's vectors
@@ -64,13 +63,6 @@ def cache_path(split: str, source: str, texts: list[str], embedder_name: str) ->
     return CACHE / f"sentiment-{split}-{source}-{digest}.npz"
 
 
-def as_analyzed(text: str) -> str:
-    """What the analyzer embeds of a message: entities (links, order numbers, phones, ...) cut out, the
-    first 2,000 characters. (A message that is nothing but entities never reaches the head; here it is
-    embedded whole.)"""
-    return extract(text)[0][:MAX_QUERY_CHARS] or text[:MAX_QUERY_CHARS]
-
-
 async def embed_all(embedder: object, texts: list[str]) -> np.ndarray:
     """Query embeddings in batches, shortest texts together (less padding), returned in input order."""
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
@@ -87,7 +79,7 @@ async def embed_all(embedder: object, texts: list[str]) -> np.ndarray:
 
 async def load_vectors(split: str, source: str, embedder: object) -> tuple[list[dict[str, str]], np.ndarray]:
     rows = read(split, source)
-    texts = [as_analyzed(row["text"]) for row in rows]
+    texts = [query_text(row["text"]) for row in rows]
     path = cache_path(split, source, texts, embedder.name)  # type: ignore[attr-defined]
     if path.exists():
         return rows, np.load(path)["vectors"]
@@ -149,7 +141,7 @@ async def load_parts(split: str, sources: tuple[str, ...], embed_missing: bool) 
         for source in sources:
             rows = read(split, source)
             texts = [row["text"] for row in rows]
-            analyzed = [as_analyzed(t) for t in texts]
+            analyzed = [query_text(t) for t in texts]
             if not embed_missing and not cache_path(split, source, analyzed, embedder.name).exists():
                 print(f"  {split}/{source}: not embedded yet, left out")
                 continue

@@ -19,11 +19,10 @@ from bot.analysis.sentiment_model import SentimentModel
 from bot.domain import Analysis, Escalation, Priority, Sentiment
 from bot.knowledge.index import QUESTION, TITLE, Hit, KnowledgeIndex
 from bot.retrieval import off_topic_wins, rank_topics, similarity
-from bot.triage.entities import Slots, extract
+from bot.triage.entities import MAX_QUERY_CHARS, Slots, extract
 from bot.triage.examples import TriageExamples
 from bot.triage.smalltalk import SmallTalk, small_talk
 
-MAX_QUERY_CHARS = 2000  # the embedding model reads ~512 tokens; the rest would only cost time
 _RANK = {p: i for i, p in enumerate(Priority)}
 
 

@@ -76,6 +76,24 @@ async def test_an_unanswerable_question_is_drafted_after_an_operator_answers_and
     assert unrelated.answer.sources == ("returns-policy",)
 
 
+async def test_a_taught_question_with_an_order_number_answers_the_same_question_about_another_order(
+    strict_app: App,
+) -> None:
+    """The case is embedded as the customer's message is (order numbers, e-mails cut out): the number the
+    operator saw does not keep the next customer, with another number, from the taught answer."""
+    app = strict_app
+    reply = "Yes: gift wrapping costs 150 RUB, we add it before dispatch."
+    first = await app.desk.receive(said("Can you gift wrap order NW-4829173 for alex@example.com?", "1"))
+    assert first.action == "handoff"
+    assert (await app.operators.reply(first.conversation_id, "olga", reply)).ok
+    assert (await app.operators.teach(first.conversation_id, "olga")).ok
+
+    again = await app.desk.receive(said("Can you gift wrap order 55120934 for maria.k@example.org?", "2"))
+    assert again.action == "answer" and again.answer is not None
+    assert again.answer.sources == (f"case-{first.handoff_id}",)
+    assert again.analysis is not None and again.analysis.similarity == pytest.approx(1.0)
+
+
 # -- a request for a person after a bot answer ------------------------------------------------------------
 
 # What the customer says instead of pressing "Talk to a person" (which sends the desk "/human").

@@ -28,6 +28,7 @@ from bot.config import KnowledgeSettings
 from bot.embeddings import Embedder
 from bot.knowledge.articles import Article, ArticleError, ArticleTool, article_files, chunk_text, decode_article
 from bot.knowledge.classifier import TopicClassifier, fingerprint
+from bot.triage.entities import query_text
 
 log = logging.getLogger(__name__)
 
@@ -352,8 +353,9 @@ class KnowledgeIndex:
     # -- resolved cases ---------------------------------------------------------------------------
 
     async def add_case(self, case_id: str, question: str, answer: str, lang: str, reusable: bool) -> None:
-        """A question an operator answered: retrieved as a draft, or as an answer once marked reusable."""
-        vector = await self._embedder.queries([question])
+        """A question an operator answered: retrieved as a draft, or as an answer once marked reusable.
+        Embedded as the analyzer embeds a message, so the customer's next question meets it on equal terms."""
+        vector = await self._embedder.queries([query_text(question)])
         meta = {
             "article_id": f"case-{case_id}",
             "lang": lang,

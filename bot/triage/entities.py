@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 
 _MAX_CHARS = 5000
+MAX_QUERY_CHARS = 2000  # the embedding model reads ~512 tokens; the rest would only cost time
 
 _EMAIL = r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+"
 _URL = r"(?:https?://|www\.)\S+"
@@ -88,3 +89,9 @@ def extract(text: str) -> tuple[str, Slots]:
     masked = _DANGLING.sub(r"\1", _SPACES.sub(" ", masked)).strip()
     slots = Slots(*(tuple(dict.fromkeys(v)) for v in vars(found).values()))
     return masked, slots
+
+
+def query_text(text: str) -> str:
+    """What of a message is embedded as a query: entities cut out, the first MAX_QUERY_CHARS characters
+    (a message that is nothing but entities is embedded whole, cut)."""
+    return (extract(text)[0] or text)[:MAX_QUERY_CHARS]

@@ -21,7 +21,7 @@ import numpy as np
 from bot.domain import Escalation, Priority
 from bot.embeddings import Embedder
 from bot.texts import PromptError, read_yaml
-from bot.triage.entities import extract
+from bot.triage.entities import query_text
 from bot.triage.marked import MARKED_LABEL, MARKED_PRIORITY, MARKED_TOPIC, MarkedMessage, MarkedMessages
 
 if TYPE_CHECKING:
@@ -228,8 +228,7 @@ class TriageExamples:
         chosen = next((t for t in self.topics() if t.name == (topic or MARKED_TOPIC)), None)
         if chosen is None:
             raise KeyError(topic)
-        masked, _ = extract(text)  # embedded as the analyzer embeds a message
-        vector = (await self._index.embedder.queries([masked or text]))[0]
+        vector = (await self._index.embedder.queries([query_text(text)]))[0]  # as the analyzer embeds it
         if not await asyncio.to_thread(self._marked.add, chosen.name, text, operator, vector):
             return None
         self._marked_messages = await asyncio.to_thread(self._marked.all)
