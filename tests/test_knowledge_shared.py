@@ -21,7 +21,9 @@ import pytest
 from bot.app import App, build_app
 from bot.cli import main
 from bot.config import Settings, load_settings
+from bot.knowledge import published as published_module
 from bot.knowledge.job import INGEST_LOCK
+from bot.knowledge.published import open_published
 from tests.conftest import PG_ADMIN, REPO, write_kb
 
 GIFT = (
@@ -112,8 +114,9 @@ def gift(found: str | None) -> bool:
 
 
 async def test_a_worker_takes_a_new_ingest_and_its_classifier_without_a_restart(
-    worker: App, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    worker: App, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(published_module, "PIECE_BYTES", 4096)  # the classifier travels in several pieces
     assert await topic(worker, GIFT_QUESTION) != "gift-wrapping"
     newer = folder(tmp_path / "v2", "2", gift=True)
     assert await kb_ingest(str(newer)) == 0
@@ -124,6 +127,8 @@ async def test_a_worker_takes_a_new_ingest_and_its_classifier_without_a_restart(
     assert follower is not None and follower.published is not None  # type: ignore[union-attr]
     assert worker.index.classifier is not None
     assert worker.index.classifier.fingerprint.startswith(follower.published.classifier)  # type: ignore[union-attr]
+    stored = open_published(worker.settings.knowledge, worker.index.embedder.name).load()
+    assert stored is not None and stored.to_bytes() == worker.index.classifier.to_bytes()
 
 
 async def test_an_older_folder_never_removes_newer_articles_until_forced_back(
@@ -195,7 +200,7 @@ async def test_an_ingest_waits_for_the_one_running(
     try:
         await holder.execute("SELECT pg_advisory_lock($1)", INGEST_LOCK)  # as a running job holds it
         job = asyncio.create_task(kb_ingest())
-        await asyncio.sleep(3)
+        await asyncio.sleep(2)
         assert not job.done()
         assert "another ingest is running; waiting for it to finish" in capsys.readouterr().err
         app = await build_app(settings)
