@@ -279,8 +279,8 @@ class TopicClassifier:
         mean = none if self._mean is None else self._mean[None, :]
         centroids = none if self._centroids is None else self._centroids
         buffer = io.BytesIO()
-        arrays = {"ids": np.asarray(self.ids), "w": self._w, "b": self._b, "versions": versions}
-        np.savez(buffer, **arrays, mean=mean, centroids=centroids)
+        ids = np.asarray(self.ids)
+        np.savez(buffer, ids=ids, w=self._w, b=self._b, versions=versions, mean=mean, centroids=centroids)
         return buffer.getvalue()
 
     @classmethod
