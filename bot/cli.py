@@ -236,7 +236,7 @@ async def _ingest(settings: Settings, args: argparse.Namespace) -> int:
     if args.json:
         outcome = {"outcome": str(job.outcome), "version": job.folder.text} if job else {}
         if job and job.collection:
-            outcome["previous"] = job.collection.text
+            outcome["collection"] = job.collection.text  # the version it held before the job
         print(json.dumps({**outcome, **(vars(report) if report else {})}))
     else:
         if report is not None:

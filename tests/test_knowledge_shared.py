@@ -144,6 +144,8 @@ async def test_an_older_folder_never_removes_newer_articles_until_forced_back(
     out = capsys.readouterr().out
     assert "version 1, older than the collection's version 2: nothing changed" in out
     assert "added" not in out
+    assert await kb_ingest("--json") == 0
+    assert json.loads(capsys.readouterr().out) == {"outcome": "older", "version": "1", "collection": "2"}
     # And a worker of the old image started meanwhile answers from version 2, saying its folder is older.
     with caplog.at_level(logging.WARNING):
         old_worker = await build_app(load_settings(str(config)))

@@ -44,6 +44,8 @@ class KnowledgeFollower:
         state = await asyncio.to_thread(self._published.state)
         await self._index.prepare_classifier()
         self._seen = state
+        if state is not None:
+            log.info("knowledge: answering from version %s, ingested by `relaydesk kb ingest`", state.version)
         await asyncio.to_thread(self._compare, state)
 
     async def check(self) -> bool:
