@@ -19,7 +19,9 @@ Phases in one run, after a warm-up of both workers:
                 while, and injects Telegram 429s and Slack 5xx throughout
 
 It prints messages sent, stored, answered exactly once, lost and duplicated, handoff cards, and p50/p99
-of the time to answer (post of the update to the reply reaching Telegram) per phase.
+of the time to answer (post of the update to the reply reaching Telegram) per phase, with the cores each
+part used meanwhile (/proc): the workers, PostgreSQL, the Chroma server, this process (the fakes and the
+customers) and the rest of the machine, which tells whether a second worker had a core to run on.
 """
 
 from __future__ import annotations
@@ -153,6 +155,59 @@ class Worker:
                             return
                 await asyncio.sleep(0.5)
         raise RuntimeError(f"worker {self.name} not ready after {timeout:.0f}s; see {self.log}")
+
+
+# -- where the CPU went ---------------------------------------------------------------------------
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process and its threads so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime: fields 14 and 15 of proc(5)
+
+
+def machine_cpu_s() -> float:
+    """CPU seconds the whole machine was busy (every core, not idle or waiting on I/O) since boot."""
+    ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(ticks[:8]) - ticks[3] - ticks[4]) / CLOCK_TICKS  # guest time is counted in user already
+
+
+def postgres_pids() -> list[int]:
+    pids = []
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        with contextlib.suppress(OSError):
+            if comm.read_text().strip() == "postgres":
+                pids.append(int(comm.parent.name))
+    return pids
+
+
+class CpuMeter:
+    """Cores used by each part of the run between `start` and `stop`; a process that started or died meanwhile
+    is left out (so a phase that kills a worker undercounts the workers)."""
+
+    def __init__(self, parts: dict[str, list[int]]) -> None:
+        self._parts = {name: list(pids) for name, pids in parts.items()}
+        self._before: dict[int, float] = {}
+        self._machine = self._began = 0.0
+
+    def start(self) -> None:
+        self._before = {pid: process_cpu_s(pid) for pids in self._parts.values() for pid in pids}
+        self._machine, self._began = machine_cpu_s(), time.monotonic()
+
+    def stop(self) -> dict[str, float]:
+        seconds = time.monotonic() - self._began
+        cores = {}
+        for name, pids in self._parts.items():
+            spent = ((process_cpu_s(pid), self._before[pid]) for pid in pids)
+            cores[name] = sum(after - before for after, before in spent if after >= before) / seconds
+        machine = (machine_cpu_s() - self._machine) / seconds
+        cores |= {"rest of the machine": machine - sum(cores.values()), "machine": machine}
+        return {name: round(value, 2) for name, value in cores.items()}
 
 
 # -- customers -------------------------------------------------------------------------------------
@@ -331,6 +386,7 @@ class Phase:
     name: str
     customers: list[Customer]
     seconds: float = 0.0
+    cores: dict[str, float] = field(default_factory=dict)  # used meanwhile, by part (CpuMeter)
 
     @property
     def messages(self) -> int:
@@ -502,6 +558,7 @@ def report(phases: list[Phase], ledger: Ledger, stored: Counter[str]) -> tuple[d
             "answered per s": round(len(waits) / phase.seconds, 2) if phase.seconds else 0,
             "p50 s": round(percentile(waits, 50), 3) if waits else None,
             "p99 s": round(percentile(waits, 99), 3) if waits else None,
+            "cores used": phase.cores,
         }
     uncarded = [f"{c.chat}:1" for c in wanting if not ledger.cards[c.chat]]
     carded_twice = [f"{chat}:1" for chat, n in ledger.cards.items() if n > 1]
@@ -594,7 +651,17 @@ async def main() -> None:
                 chaos = phase.name == "faults" and asyncio.create_task(
                     faults(workers, relay, fake, slack, stop, fault_log, ledger.began)
                 )
+                meter = CpuMeter(
+                    {
+                        "workers": [w.process.pid for w in workers if w.process is not None],
+                        "postgres": postgres_pids(),
+                        "chroma server": [chroma.pid],
+                        "fakes and customers": [os.getpid()],
+                    }
+                )
+                meter.start()
                 phase.seconds = await traffic.run(phase.customers)
+                phase.cores = meter.stop()
                 stop.set()
                 if chaos:
                     await chaos

@@ -21,7 +21,7 @@ from bot.knowledge.index import QUESTION, TITLE, Hit, KnowledgeIndex
 from bot.retrieval import off_topic_wins, rank_topics, similarity
 from bot.triage.entities import MAX_QUERY_CHARS, Slots, extract
 from bot.triage.examples import TriageExamples
-from bot.triage.smalltalk import SmallTalk, small_talk
+from bot.triage.smalltalk import SmallTalk, is_praise, small_talk
 
 _RANK = {p: i for i, p in enumerate(Priority)}
 
@@ -79,7 +79,9 @@ class Analyzer:
         matches, confidence, margin = rank_topics(hits, probabilities)
         topic = matches[0].article_id if matches else None
         near = similarity(hits, topic)
-        if self._sentiment is not None and vector is not None:
+        trained = self._sentiment is not None and vector is not None
+        if trained:
+            assert self._sentiment is not None and vector is not None
             sentiment = self._sentiment.score(vector, text, language)
         else:
             sentiment = score_sentiment(text, language)
@@ -87,6 +89,8 @@ class Analyzer:
         rank = priority(sentiment.score, text, human)
         if escalation is not None and _RANK[escalation.priority] > _RANK[rank]:
             rank = escalation.priority
+        # Praise is read by the trained head only: the lexicon's scores are not on its scale.
+        praise = trained and escalation is None and not human and is_praise(text, sentiment.score)
         return Analysis(
             language=language,
             topic=topic,
@@ -100,6 +104,7 @@ class Analyzer:
             similarity=near,
             off_topic=off_topic_wins(probabilities, matches, near, off_topic),
             escalation=escalation,
+            small_talk=SmallTalk.PRAISE if praise else None,
             slots=slots or Slots(),
         )
 

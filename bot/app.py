@@ -6,13 +6,16 @@ import asyncio
 import contextlib
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bot.analysis.sentiment_model import SentimentModel
+from bot.analytics.report import build_report
 from bot.analyzer import Analyzer
 from bot.config import Settings
+from bot.conversations import Conversations
 from bot.desk import Desk
 from bot.embeddings import create_embedder
 from bot.hours import BusinessHours
@@ -21,12 +24,15 @@ from bot.knowledge.follow import KnowledgeFollower
 from bot.knowledge.index import ClassifierStore, IngestReport, KnowledgeIndex, open_collection
 from bot.knowledge.published import open_published
 from bot.knowledge.watch import KnowledgeWatcher
+from bot.notices import CustomerNotices
 from bot.operators import OperatorActions
 from bot.orders.status import OrderStatus
 from bot.outbox import Outbox
 from bot.policy import HandoffPolicy
 from bot.ports import Responder
 from bot.prompts import PromptStore
+from bot.queue import OperatorQueue
+from bot.replies import OperatorReplies
 from bot.responders.offline import OfflineResponder
 from bot.shared import SharedState
 from bot.storage.db import Transactions, create_engine, migrate, sessions
@@ -60,6 +66,24 @@ class App:
     knowledge: KnowledgeWatcher | KnowledgeFollower | None = None
     shared: SharedState = field(default_factory=SharedState)  # what workers share (Redis), or this process
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    # What connectors call besides the desk and the operator actions (built from the fields above):
+    conversations: Conversations = field(init=False)  # the read model of what they render
+    replies: OperatorReplies = field(init=False)  # the rules of an operator's reply
+    queue: OperatorQueue = field(init=False)  # the operator queue: attach an OperatorConsole
+    notices: CustomerNotices = field(init=False)  # a channel's own texts to a customer
+
+    def __post_init__(self) -> None:
+        channel = self.desk.queue_channel
+        self.conversations = Conversations(self.transactions)
+        self.queue = OperatorQueue(self.transactions, self.conversations, self.outbox, channel)
+        self.replies = OperatorReplies(
+            self.operators, self.transactions, self.conversations, self.texts, self.outbox, channel, self.settings.slack
+        )
+        self.notices = CustomerNotices(self.outbox, self.texts)
+
+    async def report(self, since: datetime) -> dict[str, Any]:
+        """`relaydesk report`'s figures since `since` (what `/relaydesk stats` shows of today)."""
+        return await build_report(self.sessions, self.settings.analytics, since)
 
     def watch(self) -> None:
         """Pick up prompt and knowledge edits without a restart (`relaydesk run` calls this; tests need not)."""

@@ -342,8 +342,8 @@ async def _prompts_check(settings: Settings, args: argparse.Namespace) -> int:
 async def _crm_check(settings: Settings, args: argparse.Namespace) -> int:
     """Exit 0 when the order was read, 1 when the CRM does not know it or could not be asked."""
     from bot.llm.compensation import load_policy
-    from bot.llm.orders import CRMUnavailable
     from bot.orders.status import facts_of
+    from bot.ports import CRMUnavailable
     from connectors.crm import create_crm
     from connectors.crm.http import DEFAULT_FIELDS
 

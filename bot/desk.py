@@ -46,6 +46,7 @@ STALE_RETRIES = 2  # how often a message is decided again when another worker wr
 HISTORY = 12
 OWNED = (State.WAITING_OPERATOR, State.OPERATOR)
 THANKS = "thanks"  # feedback kind: the customer thanked the bot right after its answer
+_CONFIRMS = (SmallTalk.THANKS, SmallTalk.PRAISE)  # small talk right after an answer that says it helped
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 
 
@@ -345,7 +346,7 @@ class Desk:
         _reply(session, customer, conversation_id, answer.text, {"small_talk": str(analysis.small_talk)})
         send_to_customer(session, customer, conversation_id, answer.text, language=analysis.language)
         record_event(session, conversation_id, EventType.SMALL_TALK, kind=str(analysis.small_talk))
-        if analysis.small_talk == SmallTalk.THANKS and after_answer:  # the customer confirms the answer helped
+        if analysis.small_talk in _CONFIRMS and after_answer:  # the customer confirms the answer helped
             session.execute(_NEW_FEEDBACK, {"conversation_id": conversation_id, "kind": THANKS, "value": 0})
             record_event(session, conversation_id, EventType.FEEDBACK, kind=THANKS, value=0)
 

@@ -28,7 +28,7 @@ from bot.lifecycle import Draft, Move, advance, allowed, may_claim, settle_draft
 from bot.outbox import Outbox, enqueue
 from bot.scoring import Asked, Judging, score_offline
 from bot.storage.db import Transactions
-from bot.storage.models import Conversation, Delivery, Handoff, Message, utcnow
+from bot.storage.models import Conversation, Customer, Delivery, Handoff, Message, utcnow
 from bot.storage.reads import load
 from bot.teaching import Learned, Teaching, learned_case
 from bot.texts import Texts
@@ -69,18 +69,19 @@ class OperatorActions:
 
     # -- claims and replies -----------------------------------------------------------------------
 
-    async def claim(self, conversation_id: int, operator: str) -> ActionResult:
-        refused = await self._transactions.run(partial(self._claim, conversation_id, operator))
+    async def claim(self, conversation_id: int, operator: str, announce: bool = False) -> ActionResult:
+        """The operator takes the conversation; with `announce` the customer is told who joined (bot.replies)."""
+        refused = await self._transactions.run(partial(self._claim, conversation_id, operator, announce))
         return refused or self._done("claimed", conversation_id)
 
-    def _claim(self, conversation_id: int, operator: str, session: Session) -> ActionResult | None:
+    def _claim(self, conversation_id: int, operator: str, announce: bool, session: Session) -> ActionResult | None:
         found = load(session, conversation_id)
         if isinstance(found, ActionResult):
             return found
-        conversation, _ = found
+        conversation, customer = found
         if conversation.state == State.OPERATOR and not may_claim(conversation.operator, operator):
             return ActionResult(False, f"already claimed by {conversation.operator}", conversation_id)
-        self._take(session, conversation, operator)
+        self._take(session, conversation, customer, operator, announce)
         return None
 
     async def reply(
@@ -90,11 +91,12 @@ class OperatorActions:
         text: str,
         dedup_key: str | None = None,
         handoff_id: int | None = None,
+        announce: bool = False,
     ) -> ActionResult:
         text = text.strip()
         if not text:
             return ActionResult(False, "empty reply", conversation_id)
-        work = partial(self._reply, conversation_id, operator, text, dedup_key, handoff_id)
+        work = partial(self._reply, conversation_id, operator, text, dedup_key, handoff_id, announce)
         try:
             sent = await self._transactions.run(work)
         except IntegrityError:  # the same button, pressed twice at once: the dedup key let one through
@@ -116,6 +118,7 @@ class OperatorActions:
         text: str,
         dedup_key: str | None,
         handoff_id: int | None,
+        announce: bool,
         session: Session,
     ) -> _Sent | ActionResult:
         found = load(session, conversation_id)
@@ -131,7 +134,7 @@ class OperatorActions:
             return ActionResult(False, refused, conversation_id)
         # The offline score is stored with the reply; an LLM judge's replaces it after the commit.
         quality, asked = score_offline(session, conversation_id, text, customer.language)
-        self._take(session, conversation, operator)
+        self._take(session, conversation, customer, operator, announce)
         message = Message(
             conversation_id=conversation_id,
             author=Author.OPERATOR,
@@ -178,7 +181,9 @@ class OperatorActions:
 
     # -- drafts -----------------------------------------------------------------------------------
 
-    async def send_draft(self, handoff_id: int, operator: str, text: str | None = None) -> ActionResult:
+    async def send_draft(
+        self, handoff_id: int, operator: str, text: str | None = None, announce: bool = False
+    ) -> ActionResult:
         """Send the AI draft (or the operator's edit of it) once, however many times it is clicked."""
 
         def read(session: Session) -> tuple[Handoff | None, str | None]:
@@ -192,11 +197,10 @@ class OperatorActions:
         body = (text if text is not None else handoff.draft).strip()
         if not body:
             return ActionResult(False, "the draft is empty: reply in your own words", handoff.conversation_id)
-        result = await self.reply(
-            handoff.conversation_id, operator, body, dedup_key=f"handoff:{handoff_id}:send", handoff_id=handoff_id
-        )
+        dedup_key = f"handoff:{handoff_id}:send"
+        result = await self.reply(handoff.conversation_id, operator, body, dedup_key, handoff_id, announce)
         if result.ok:
-            edited = text is not None and text != handoff.draft
+            edited = body != handoff.draft.strip()
             await self._transactions.run(partial(_draft_sent, handoff_id, operator, edited))
         return result
 
@@ -285,10 +289,16 @@ class OperatorActions:
 
     # -- helpers ----------------------------------------------------------------------------------
 
-    def _take(self, session: Session, conversation: Conversation, operator: str) -> None:
-        """The operator owns the conversation from now on: the bot stays silent."""
+    def _take(
+        self, session: Session, conversation: Conversation, customer: Customer, operator: str, announce: bool
+    ) -> None:
+        """The operator owns the conversation from now on: the bot stays silent. With `announce`, the customer
+        learns who joined, in the same transaction: only when the claim or the reply itself goes through."""
         if conversation.state == State.OPERATOR and conversation.operator == operator:
             return
+        if announce:
+            joined = self._texts.render("operator_joined", customer.language, operator=operator)
+            send_to_customer(session, customer, conversation.id, joined, operator=operator)
         conversation.state = advance(conversation.state, Move.CLAIM)
         conversation.operator = operator
         conversation.updated_at = utcnow()

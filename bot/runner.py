@@ -11,7 +11,6 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable
-from typing import Protocol
 
 from aiohttp import web
 
@@ -19,18 +18,9 @@ from bot.analytics.live import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from bot.analytics.live import LiveMetrics
 from bot.app import App, build_app
 from bot.config import ConfigError, Settings
+from bot.ports import Channel
 
 log = logging.getLogger(__name__)
-
-
-class Channel(Protocol):
-    """A connector to the outside world: registers its outbox sender and routes, runs, stops."""
-
-    name: str
-
-    async def start(self, server: web.Application) -> None: ...
-
-    async def stop(self) -> None: ...
 
 
 ChannelFactory = Callable[[App], Channel]

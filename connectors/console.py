@@ -11,18 +11,14 @@ import sys
 import textwrap
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import Any, TextIO
-
-from sqlalchemy import Row
-from sqlmodel import col, select
+from typing import TextIO
 
 from bot.app import App
+from bot.conversations import ConversationView
 from bot.deliveries import Buttons, CustomerMessage, CustomerText, DeliveryKind, HandoffCard, StateChange, read
-from bot.desk import LATEST_CONVERSATION
-from bot.domain import Inbound
-from bot.operators import ActionResult
+from bot.domain import ActionResult, Inbound
 from bot.orders.card import order_fields
-from bot.storage.models import Delivery, Handoff, Message
+from bot.ports import Outgoing
 
 CHANNEL, QUEUE = "console", "console-queue"
 CHAT_ID = "local"
@@ -40,7 +36,7 @@ class ConsoleCustomer:
     def __init__(self, write: Callable[[str], None]) -> None:
         self._write = write
 
-    async def deliver(self, delivery: Delivery) -> str | None:
+    async def deliver(self, delivery: Outgoing) -> str | None:
         payload = read(delivery.payload, CustomerText)
         who = f"operator {payload.operator}" if payload.operator else "bot"
         self._write(f"{who}> " + _indent(payload.text))
@@ -57,7 +53,7 @@ class ConsoleQueue:
     def __init__(self, write: Callable[[str], None]) -> None:
         self._write = write
 
-    async def deliver(self, delivery: Delivery) -> str | None:
+    async def deliver(self, delivery: Outgoing) -> str | None:
         if delivery.kind == DeliveryKind.HANDOFF:
             p = read(delivery.payload, HandoffCard)
             self._write(f"\n──── operator view · conversation #{p.conversation_id} handed off ────")
@@ -123,37 +119,24 @@ class ConsoleChat:
     async def _resume(self) -> None:
         conversation = await self._conversation()
         if conversation is not None:
-            async with self._app.sessions() as session:
-                rows = (
-                    (
-                        await session.execute(
-                            select(Message)
-                            .where(Message.conversation_id == conversation.id)
-                            .order_by(col(Message.id).desc())
-                            .limit(6)
-                        )
-                    )
-                    .scalars()
-                    .all()
-                )
             self._write(f"(resuming conversation #{conversation.id}, {conversation.state})")
-            for message in reversed(rows):
-                self._write(f"  {message.author}: {_indent(message.text, 4)[:300]}")
+            for author, text in await self._app.conversations.recent_messages(conversation.id, 6):
+                self._write(f"  {author}: {_indent(text, 4)[:300]}")
         await self._app.outbox.deliver_due()  # anything left undelivered before a restart
 
     async def _operator_command(self, command: str) -> ActionResult:
         verb, _, text = command.partition(" ")
         conversation = await self._conversation()
-        if conversation is None or conversation.id is None:
+        if conversation is None:
             return ActionResult(False, "no conversation yet")
         ops, cid, me = self._app.operators, conversation.id, self._operator
-        handoff = await self._latest_handoff(cid)
+        draft = await self._app.conversations.latest_draft(cid)
         if verb in ("send", "edit", "discard"):
-            if handoff is None or handoff.id is None:
+            if draft is None:
                 return ActionResult(False, "no draft yet")
             if verb == "discard":
-                return await ops.discard_draft(handoff.id, me)
-            return await ops.send_draft(handoff.id, me, text if verb == "edit" else None)
+                return await ops.discard_draft(draft.handoff_id, me)
+            return await ops.send_draft(draft.handoff_id, me, text if verb == "edit" else None)
         actions = {
             "reply": lambda: ops.reply(cid, me, text),
             "note": lambda: ops.note(cid, me, text),
@@ -169,7 +152,7 @@ class ConsoleChat:
 
     async def _feedback(self, line: str) -> None:
         conversation = await self._conversation()
-        if conversation is None or conversation.id is None:
+        if conversation is None:
             return
         if line.startswith("/csat"):
             value = line.removeprefix("/csat").strip()
@@ -183,21 +166,9 @@ class ConsoleChat:
             )
         self._write(f"[{'ok' if result.ok else 'refused'}] {result.message}")
 
-    async def _conversation(self) -> Row[Any] | None:
-        """The terminal customer's newest conversation: its id and state."""
-        async with self._app.sessions() as session:
-            return (await session.execute(LATEST_CONVERSATION, {"channel": CHANNEL, "chat_id": CHAT_ID})).first()
-
-    async def _latest_handoff(self, conversation_id: int) -> Handoff | None:
-        """The conversation's newest draft, whatever became of it: a used one is refused with the reason."""
-        async with self._app.sessions() as session:
-            query = (
-                select(Handoff)
-                .where(Handoff.conversation_id == conversation_id)
-                .order_by(col(Handoff.id).desc())
-                .limit(1)
-            )
-            return (await session.execute(query)).scalars().first()
+    async def _conversation(self) -> ConversationView | None:
+        """The terminal customer's newest conversation."""
+        return await self._app.conversations.latest_of_chat(CHANNEL, CHAT_ID)
 
 
 def _indent(text: str, width: int = 5) -> str:

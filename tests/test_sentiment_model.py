@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -13,15 +14,18 @@ import pytest_asyncio
 
 from bot.analysis.sentiment import score_sentiment
 from bot.analysis.sentiment_model import HEAD, SentimentModel, SentimentModelError
+from bot.analytics.report import build_report
 from bot.app import App, build_app
 from bot.config import load_settings
 from bot.domain import Decision, Inbound, Priority, Reason, Sentiment
 from bot.embeddings import cpu_has_avx2
+from bot.storage.models import utcnow
+from bot.triage.smalltalk import SmallTalk
 from tests.conftest import REPO, Recorder, make_settings, on_shipped_kb
 from tests.fakes.openai_server import FakeOpenAI
 from tests.test_llm import Desk, analysis, final, llm_settings
 
-HARM, ANGRY, PRESSING, PROBLEM = "harm", "angry", "pressing", "problem"
+HARM, ANGRY, PRESSING, PROBLEM, PRAISE, WARM_REQUEST = "harm", "angry", "pressing", "problem", "praise", "warm request"
 MESSAGES = {  # text: what must come out
     # harm and anger the lexicon read as neutral: negative or urgent, and an operator soon
     "Someone got into my account last night, changed the email and password, and now I can't log in": HARM,
@@ -45,6 +49,16 @@ MESSAGES = {  # text: what must come out
     "Thank you so much, the replacement arrived and works perfectly!": Sentiment.POSITIVE,
     "Спасибо большое, всё пришло вовремя, очень довольна": Sentiment.POSITIVE,
     "Great service, the courier was very polite": Sentiment.POSITIVE,
+    # praise that asks for nothing: thanked by the bot, not put in front of an operator as out of scope
+    "Спасибо вашему курьеру Ивану, он был очень вежлив и помог донести коробку": PRAISE,
+    "Your delivery guy was super friendly, thanks!": PRAISE,
+    "Огромное спасибо оператору Марине, она всё решила за пять минут": PRAISE,
+    "The refund came through already, you are wonderful": PRAISE,
+    # warm words around a question or a request: the request is what counts
+    "Love your shop! I'd like to order 50 units wholesale, please contact me": WARM_REQUEST,
+    "Отличный магазин! Хочу оформить оптовый заказ": WARM_REQUEST,
+    "Спасибо! Подскажите ещё, как вернуть куртку": WARM_REQUEST,
+    "Thanks, but the refund still hasn't arrived": WARM_REQUEST,
     # plain questions
     "How do I return an item?": Sentiment.NEUTRAL,
     "Где мой заказ?": Sentiment.NEUTRAL,
@@ -109,6 +123,27 @@ async def test_mood_priority_and_handoff_of_real_messages(shop: App, text: str) 
         assert (a.sentiment, a.priority) == (Sentiment.POSITIVE, Priority.LOW), a
     elif expected is Sentiment.NEUTRAL:
         assert (a.sentiment, a.priority, decision.action) == (Sentiment.NEUTRAL, Priority.NORMAL, "answer"), a
+    elif expected == PRAISE:
+        assert (a.sentiment, a.small_talk, decision.action) == (Sentiment.POSITIVE, SmallTalk.PRAISE, "small_talk"), a
+        assert decision.answer is not None and decision.answer.text == shop.texts.render("smalltalk_praise", a.language)
+        assert not queue.sent  # no card
+    elif expected == WARM_REQUEST:
+        assert a.small_talk is None and decision.action in ("answer", "handoff"), a
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_praise_right_after_an_answer_confirms_that_it_helped(shop: App) -> None:
+    """The report's confirmed automation counts a customer who says it helped in their own words."""
+    since = utcnow() - timedelta(seconds=1)
+    shop.outbox.register("test", Recorder())
+    chat = f"mood-{next(_chats)}"
+    asked = await shop.desk.receive(Inbound("test", chat, f"{chat}-1", "How do I return an item?"))
+    praised = await shop.desk.receive(
+        Inbound("test", chat, f"{chat}-2", "Perfect, that's exactly what I needed to know, you are wonderful")
+    )
+    assert (asked.action, praised.action) == ("answer", "small_talk")
+    report = await build_report(shop.sessions, shop.settings.analytics, since, utcnow() + timedelta(seconds=1))
+    assert report["automated_confirmed"] == 1
 
 
 @pytest.mark.asyncio(loop_scope="module")

@@ -157,6 +157,18 @@ async def test_edit_opens_the_draft_in_a_modal_and_sends_the_edited_text(world: 
     assert any("already sent" in t for t in world.told(MARIA))
 
 
+async def test_a_draft_sent_unchanged_from_the_modal_is_not_marked_edited(world: World) -> None:
+    await handed_off(world)
+    draft = world.draft()
+    await world.press(draft, cards.EDIT)
+    view = world.slack.views[-1]
+    unchanged = view["blocks"][0]["element"]["initial_value"]
+    await world.user.submit(view, MARIA, {cards.EDIT_BLOCK: {cards.EDIT_INPUT: unchanged + "\n"}})
+    await world.side.settle()
+    assert world.customer.texts()[-1] == unchanged
+    assert "Sent to the customer by Maria" in draft.all_text() and "(edited)" not in draft.all_text()
+
+
 async def test_an_empty_edit_is_refused_inside_the_modal(world: World) -> None:
     await handed_off(world)
     await world.press(world.draft(), cards.EDIT)
@@ -234,6 +246,17 @@ async def test_an_edit_within_the_window_goes_out_as_a_correction(world: World) 
     await world.side.settle()
     assert "13 EUR" not in " ".join(world.customer.texts())
     assert any("edit was not sent" in t for t in world.told(MARIA))
+
+
+async def test_an_edit_the_conversation_no_longer_takes_is_refused_with_the_reason(world: World) -> None:
+    root = await handed_off(world)
+    reply = await world.reply("Your refund is 10 EUR")
+    await world.press(root, cards.RETURN)
+    await world.reply("Ivan here, I will take it from now", user=IVAN)
+    await world.user.edit(reply, "Your refund is 12 EUR", after_s=20)
+    await world.side.settle()
+    assert "12 EUR" not in " ".join(world.customer.texts())
+    assert "That edit was not sent: Ivan Petrov owns this conversation." in world.told(MARIA)
 
 
 async def test_deleting_a_reply_tells_the_operator_it_cannot_be_unsent(world: World) -> None:

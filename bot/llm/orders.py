@@ -1,17 +1,12 @@
-"""The CRM as the core sees it: an order's status, the lookup port, order numbers in a message."""
+"""An order as the core sees it, and order numbers in a message (the CRM's port is bot.ports.OrderLookup)."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 from datetime import date
-from typing import Protocol
 
 STATUSES = ("processing", "in_transit", "delivered", "lost", "cancelled")
-
-
-class CRMUnavailable(Exception):
-    """The CRM did not answer (timeout, 5xx, bad JSON): the status can't be checked right now."""
 
 
 @dataclass(frozen=True)
@@ -53,12 +48,6 @@ class Order:
         elif late:
             parts.append(f"arrived {late} days late")
         return ", ".join(parts)
-
-
-class OrderLookup(Protocol):
-    """A CRM: the order by its number, None when there is no such order; CRMUnavailable when it can't say."""
-
-    async def order(self, order_id: str) -> Order | None: ...
 
 
 # "order 10234", "order #A-10234", "order no. 10234", "заказ №10234", "номер заказа 10234", "#10234"

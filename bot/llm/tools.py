@@ -14,8 +14,8 @@ from langchain_core.tools import BaseTool, tool
 
 from bot.knowledge.index import ArticleText, KnowledgeIndex
 from bot.llm.compensation import CompensationPolicy
-from bot.llm.orders import CRMUnavailable, OrderLookup
 from bot.llm.turn import Turn
+from bot.ports import CRMUnavailable, OrderLookup
 from bot.retrieval import rank_topics
 
 log = logging.getLogger(__name__)

@@ -16,7 +16,8 @@ from datetime import date
 
 from bot.domain import Answer, OrderCheck, OrderFacts
 from bot.llm.compensation import CompensationPolicy
-from bot.llm.orders import CRMUnavailable, Order, OrderLookup
+from bot.llm.orders import Order
+from bot.ports import CRMUnavailable, OrderLookup
 from bot.texts import Texts
 
 log = logging.getLogger(__name__)

@@ -35,13 +35,13 @@ from bot.knowledge.index import KnowledgeIndex
 from bot.llm import budget
 from bot.llm.compensation import Offer
 from bot.llm.history import recent_messages
-from bot.llm.orders import OrderLookup, find_order_numbers
+from bot.llm.orders import find_order_numbers
 from bot.llm.promises import unapproved_promise
 from bot.llm.tools import build_tools
 from bot.llm.turn import Turn
 from bot.llm.usage import TokenMeter
 from bot.orders.status import facts_of
-from bot.ports import Responder
+from bot.ports import OrderLookup, Responder
 from bot.prompts import LANGUAGES, PromptStore
 
 log = logging.getLogger(__name__)

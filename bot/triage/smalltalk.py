@@ -3,6 +3,10 @@
 A message is small talk only when nothing else is left once its small-talk phrases are taken out:
 "thanks!" is, "thanks, but my order never came" is not. Small talk is answered from `prompts/` texts
 and never handed off: operators should not see "hi" and "👍".
+
+Praise is the one kind read from meaning: a statement the trained sentiment head finds strongly positive
+that asks for nothing ("your courier Ivan was so polite", "the refund came through, thank you so much")
+says more than any phrase list holds, and without this it went to an operator as out of scope.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ class SmallTalk(StrEnum):
     ACK = "ack"
     GOODBYE = "goodbye"
     BOT = "bot"  # "are you a bot?"
+    PRAISE = "praise"  # a strongly positive statement that asks for nothing (`is_praise`)
 
     @property
     def text_name(self) -> str:
@@ -103,3 +108,24 @@ def small_talk(text: str, kind: str = "text") -> SmallTalk | None:
     if emoji and all(_POSITIVE_EMOJI.match(e) or e in "\ufe0f\u200d" for e in emoji):
         return SmallTalk.ACK  # 👍, 🙏, 😊: an acknowledgement; an angry face is not
     return None
+
+
+PRAISE_AT = 0.8  # the sentiment head's score (p(positive) - p(negative)) from which a statement may be praise
+_PRAISE_MAX_CHARS = 300
+# A question or a request keeps a message out of praise, however warm: "love your shop, I'd like to order
+# wholesale" needs a person or an answer, not thanks.
+_REQUEST = re.compile(
+    r"\?|\b(?:please|pls|plz|i'?d like|i would like|i want|i need|we need|need to|can (?:you|i|we)"
+    r"|could (?:you|i|we)|would you|will you|tell me|let me know|help me|send me|how (?:do|can|to|long|much|many)"
+    r"|where (?:is|are|can|do)|when (?:will|is|do|can)|why"
+    r"|пожалуйста|прошу|хочу|хотел[аи]?|хотим|нужн[оаы]?|надо|можно|могу ли|можете|подскажите|скажите"
+    r"|помогите|пришлите|отправьте|верните|объясните|уточните|как (?:мне|можно|сделать|вернуть|получить)"
+    r"|где|когда|почему|зачем|сколько)\b",
+    re.IGNORECASE,
+)
+
+
+def is_praise(text: str, score: float) -> bool:
+    """Thanks for a solved problem, praise of a courier or an operator, good news: strongly positive (`score`,
+    the trained head's) and no question or request in it. Answered with thanks, not handed off."""
+    return score >= PRAISE_AT and len(text) <= _PRAISE_MAX_CHARS and not _REQUEST.search(text)

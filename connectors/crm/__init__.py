@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.config import CRMSettings
-from bot.llm.orders import OrderLookup
+from bot.ports import OrderLookup
 from connectors.crm.demo import DemoCRM
 from connectors.crm.http import HttpCRM
 

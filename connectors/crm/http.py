@@ -21,7 +21,8 @@ from urllib.parse import quote
 import aiohttp
 
 from bot.config import CRMSettings
-from bot.llm.orders import STATUSES, CRMUnavailable, Order
+from bot.llm.orders import STATUSES, Order
+from bot.ports import CRMUnavailable
 
 log = logging.getLogger(__name__)
 

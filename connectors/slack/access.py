@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
@@ -80,3 +81,17 @@ class OperatorDirectory:
     async def _group_users(self, group: str) -> frozenset[str]:
         page = await self._client.usergroups_users_list(usergroup=group)
         return frozenset(page.get("users") or [])
+
+
+REFUSED = "Only members of the support queue can act on customer conversations — nothing was sent."
+
+
+async def tell(client: AsyncWebClient, channel: str, user: str, text: str, thread_ts: str | None) -> None:
+    """An ephemeral note only `user` sees; best effort (it is advice, not a delivery)."""
+    if not channel or not user or not text:
+        return
+    kwargs: dict[str, Any] = {"thread_ts": thread_ts} if thread_ts else {}
+    try:
+        await client.chat_postEphemeral(channel=channel, user=user, text=text, **kwargs)
+    except Exception as exc:  # a lost hint must not break the handler
+        log.warning("slack: chat.postEphemeral failed: %s", exc)

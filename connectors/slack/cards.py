@@ -6,9 +6,9 @@ Every function is pure (payload in, `(text, blocks)` out) so the cards can be te
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from bot.conversations import CardState
 from bot.deliveries import CustomerMessage, DraftDone, HandoffCard, read
 from bot.orders.card import order_fields
 from connectors.slack.text import clip, escape, quote
@@ -24,15 +24,6 @@ EDIT_BLOCK, EDIT_INPUT = "draft", "text"
 SENTIMENT = {"negative": "😠 negative", "neutral": "😐 neutral", "positive": "🙂 positive"}
 PRIORITY = {"low": "low", "normal": "normal", "high": "❗ high", "urgent": "🔥 urgent"}
 LAST_MESSAGES = 6
-
-
-@dataclass(frozen=True)
-class CardState:
-    """Where the conversation stands, as the root card shows it."""
-
-    state: str = "waiting_operator"
-    operator: str | None = None
-    first_response_s: float | None = None
 
 
 def _button(text: str, action_id: str, value: str, style: str | None = None) -> dict[str, Any]:

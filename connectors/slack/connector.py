@@ -21,11 +21,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.app import App
 from bot.config import ConfigError, SlackSettings
-from bot.deliveries import DeliveryKind, Notice
-from bot.outbox import enqueue
 from connectors.slack.access import OperatorDirectory
 from connectors.slack.handlers import SlackHandlers
-from connectors.slack.sender import SlackQueue
+from connectors.slack.queue import SlackQueue
 from connectors.slack.stats import StatsCommand
 
 log = logging.getLogger(__name__)
@@ -49,7 +47,7 @@ def well_formed(body: str, content_type: str) -> bool:
 
 
 class SlackConnector:
-    """Operators' side of the desk in Slack; `start()` registers the outbox sender and the route."""
+    """Operators' side of the desk in Slack; `start()` attaches the queue console and adds the route."""
 
     name = "slack"
 
@@ -58,18 +56,13 @@ class SlackConnector:
         self._settings = settings or app.settings.slack
         self._socket: AsyncSocketModeHandler | None = None
         self.client = AsyncWebClient(token=self._settings.bot_token, base_url=self._settings.api_base)
-        self.queue = SlackQueue(self.client, app.sessions, self._settings)
+        self.queue = SlackQueue(self.client, self._settings)
         self.handlers = SlackHandlers(
-            app.operators,
-            app.sessions,
-            app.texts,
-            app.outbox,
+            app,
             self.client,
             OperatorDirectory(self.client, app.shared, self._settings.operator_group),
             self._settings,
-            app.desk.queue_channel,
-            StatsCommand(app.sessions, app.settings),
-            app.shared,
+            StatsCommand(app.report, app.settings),
         )
         secret = self._settings.signing_secret
         self._verifier = SignatureVerifier(secret) if secret else None
@@ -81,7 +74,7 @@ class SlackConnector:
             logger=logging.getLogger("connectors.slack.bolt"),
         )
         self.handlers.register(self.bolt)
-        self.queue.replay = self.handlers.replay
+        self.queue.replay_action = self.handlers.replay
 
     def _check(self) -> None:
         if not self._settings.queue_channel:
@@ -94,7 +87,7 @@ class SlackConnector:
 
     async def start(self, server: web.Application) -> None:
         self._check()
-        self._app.outbox.register(self._app.desk.queue_channel, self.queue)
+        self._app.queue.attach(self.queue)
         if self._app.prompts is not None:
             self._app.prompts.on_error(self._prompt_refused)
         if self._app.knowledge is not None:
@@ -113,9 +106,7 @@ class SlackConnector:
 
     async def notice(self, text: str) -> None:
         """A line for the operator queue (through the outbox): broken prompt or knowledge edits."""
-        async with self._app.sessions() as session, session.begin():
-            await session.run_sync(enqueue, self._app.desk.queue_channel, DeliveryKind.NOTICE, Notice(text=text))
-        self._app.outbox.wake()
+        await self._app.queue.notice(text)
 
     async def stop(self) -> None:
         if self._socket is not None:

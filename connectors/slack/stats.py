@@ -9,14 +9,11 @@ module only picks the ones an operator wants at a glance and formats them. `summ
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-
-from bot.analytics.report import build_report
 from bot.config import Settings
 from bot.domain import Reason
 from connectors.slack.cards import Blocks
@@ -54,23 +51,22 @@ def start_of_day(now: datetime, zone: tzinfo) -> datetime:
     return datetime(local.year, local.month, local.day, tzinfo=zone)
 
 
+Report = Callable[[datetime], Awaitable[dict[str, Any]]]
+"""The desk's report since a moment (`App.report`: bot.analytics.report over the desk's database)."""
+
+
 class StatsCommand:
     """Computes today's report; `clock` is the time source (a test pins the day with it)."""
 
-    def __init__(
-        self,
-        sessions: async_sessionmaker[AsyncSession],
-        settings: Settings,
-        clock: Callable[[], datetime] | None = None,
-    ) -> None:
-        self._sessions = sessions
+    def __init__(self, report: Report, settings: Settings, clock: Callable[[], datetime] | None = None) -> None:
+        self._report = report
         self._settings = settings
         self.clock = clock or (lambda: datetime.now(UTC))
 
     async def today(self) -> tuple[str, Blocks]:
         zone = zone_of(self._settings)
         since = start_of_day(self.clock(), zone)
-        report = await build_report(self._sessions, self._settings.analytics, since)
+        report = await self._report(since)
         return summary(report, since, _zone_name(zone))
 
 

@@ -26,10 +26,10 @@ from aiogram.types import Update
 from aiogram.utils.token import TokenValidationError, validate_token
 from aiohttp import web
 from pydantic import ValidationError
-from sqlalchemy.exc import DisconnectionError, OperationalError
 
 from bot.app import App
 from bot.config import ConfigError, TelegramSettings
+from bot.ports import storage_unavailable
 from connectors.telegram.handlers import CustomerHandlers
 from connectors.telegram.inbound import CHANNEL
 from connectors.telegram.limits import RateLimiter
@@ -46,9 +46,8 @@ WEBHOOK_BUDGET_S = 50.0  # Telegram waits about 60 s for the answer to a webhook
 
 def transient(exc: BaseException) -> bool:
     """Failures that pass by themselves: the database or the network is away for a while."""
-    return isinstance(
-        exc, (OperationalError, DisconnectionError, OSError, TimeoutError, TelegramNetworkError, TelegramServerError)
-    )
+    network = (OSError, TimeoutError, TelegramNetworkError, TelegramServerError)
+    return storage_unavailable(exc) or isinstance(exc, network)
 
 
 def create_bot(settings: TelegramSettings) -> Bot:

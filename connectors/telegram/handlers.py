@@ -2,7 +2,7 @@
 
 Everything a customer says goes to the desk (which stores it once, answers or hands off, and queues
 the reply in the outbox); the connector's own notices (greeting, help, rate limit, "can't take a
-poll") go through the outbox as well, with a dedup key so a redelivered update queues them once.
+poll") go through the core's notices (bot.notices), keyed by the update so a redelivered one queues them once.
 """
 
 from __future__ import annotations
@@ -17,14 +17,9 @@ from typing import Any
 from aiogram import Bot, F, Router
 from aiogram.filters import Command, CommandStart, Filter
 from aiogram.types import CallbackQuery, Message, TelegramObject
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import select
 
 from bot.app import App
-from bot.deliveries import CustomerText, DeliveryKind
 from bot.domain import Inbound
-from bot.outbox import enqueue
-from bot.storage.models import Conversation, Customer
 from connectors.telegram.inbound import CHANNEL, UNSUPPORTED, clean, content_of, language_of, name_of, to_inbound
 from connectors.telegram.keyboards import ACTIONS, Press
 from connectors.telegram.limits import RateLimiter, Verdict
@@ -147,7 +142,7 @@ class CustomerHandlers:
         chat_id = str(query.message.chat.id) if query.message else ""
         cid = callback_data.conversation_id
         valid = callback_data.action in ACTIONS and (callback_data.action != "csat" or 1 <= callback_data.value <= 5)
-        if not chat_id or not valid or not await self._owns(chat_id, cid):
+        if not chat_id or not valid or not await self._app.conversations.of_chat(cid, CHANNEL, chat_id):
             log.info("telegram: a stale or forged button press was refused")
             await self._answer(query, "stale_button", language)
             return
@@ -182,32 +177,13 @@ class CustomerHandlers:
         with contextlib.suppress(Exception):  # an expired query can't be answered; nothing else depends on it
             await query.answer(self._app.texts.render(text, language))
 
-    async def _owns(self, chat_id: str, conversation_id: int) -> bool:
-        async with self._app.sessions() as session:
-            found = await session.execute(
-                select(Conversation.id)
-                .join(Customer)
-                .where(Conversation.id == conversation_id)
-                .where(Customer.channel == CHANNEL)
-                .where(Customer.chat_id == chat_id)
-            )
-            return found.first() is not None
-
     # -- what the connector says by itself --------------------------------------------------------
 
     async def notify(self, message: Message, text: str, **values: Any) -> None:
         """Queue one of prompts/texts.yaml's texts to this chat, once per incoming message."""
-        language = language_of(message.from_user) or self._app.texts.default_language
-        payload = CustomerText(
-            chat_id=str(message.chat.id), text=self._app.texts.render(text, language, **values), language=language
-        )
         key = f"{CHANNEL}:{message.chat.id}:{message.message_id}:{message.edit_date or 0}:{text}"
-        try:
-            async with self._app.sessions() as session, session.begin():
-                await session.run_sync(enqueue, CHANNEL, DeliveryKind.TEXT, payload, None, dedup_key=clean(key, 128))
-        except IntegrityError:  # this update was processed before a restart: queued already
-            return
-        self._app.outbox.wake()
+        language = language_of(message.from_user)
+        await self._app.notices.tell(CHANNEL, str(message.chat.id), text, language, clean(key, 128), **values)
 
     def typing(self, chat_id: int) -> None:
         """Show "typing…" while the desk thinks; at most every few seconds per chat, never waited for."""

@@ -26,8 +26,7 @@ from aiogram.exceptions import (
 from aiogram.types import InlineKeyboardMarkup, LinkPreviewOptions
 
 from bot.deliveries import Buttons, CustomerText, DeliveryKind, read
-from bot.ports import RetryLater, Undeliverable
-from bot.storage.models import Delivery
+from bot.ports import Outgoing, RetryLater, Undeliverable
 from bot.texts import Texts
 from connectors.telegram.keyboards import csat_keyboard, feedback_keyboard
 from connectors.telegram.render import plain, render
@@ -58,7 +57,7 @@ class TelegramSender:
         parts = render(text)
         return [(part, keyboard if index == len(parts) - 1 else None) for index, part in enumerate(parts)]
 
-    async def deliver(self, delivery: Delivery) -> str | None:
+    async def deliver(self, delivery: Outgoing) -> str | None:
         if delivery.kind != DeliveryKind.TEXT:
             log.warning("telegram: delivery %s of kind %s ignored", delivery.id, delivery.kind)
             return None
