@@ -19,7 +19,10 @@ from bot.conversations import Conversations
 from bot.desk import Desk
 from bot.embeddings import create_embedder
 from bot.hours import BusinessHours
-from bot.knowledge.index import IngestReport, KnowledgeIndex, open_collection
+from bot.knowledge.classifier import ClassifierFile
+from bot.knowledge.follow import KnowledgeFollower
+from bot.knowledge.index import ClassifierStore, IngestReport, KnowledgeIndex, open_collection
+from bot.knowledge.published import open_published
 from bot.knowledge.watch import KnowledgeWatcher
 from bot.notices import CustomerNotices
 from bot.operators import OperatorActions
@@ -58,7 +61,9 @@ class App:
     ingest_report: IngestReport | None = None
     prompts: PromptStore | None = None  # hot reload; `prompts.on_error(hook)` reports refused edits
 
-    knowledge: KnowledgeWatcher | None = None  # hot reload; `knowledge.on_error(hook)` reports skipped files
+    # Hot reload: of the folder (embedded Chroma), or of what `kb ingest` published (a Chroma server);
+    # `knowledge.on_error(hook)` reports skipped files or a failed reload.
+    knowledge: KnowledgeWatcher | KnowledgeFollower | None = None
     shared: SharedState = field(default_factory=SharedState)  # what workers share (Redis), or this process
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     # What connectors call besides the desk and the operator actions (built from the fields above):
@@ -98,11 +103,24 @@ class App:
         await self.index.close()
 
 
-def build_index(settings: Settings) -> KnowledgeIndex:
+def build_index(settings: Settings, writer: bool = False) -> KnowledgeIndex:
+    """The knowledge index; on a Chroma server its classifier is the one the ingest job (the `writer`) trained."""
     embedder = create_embedder(settings.embeddings)
     collection = open_collection(settings.knowledge, embedder.name)
-    classifier = settings.knowledge.store / f"{collection.name}.classifier.npz"
-    return KnowledgeIndex(collection, embedder, settings.knowledge.chunk_chars, classifier)
+    classifiers: ClassifierStore
+    if settings.knowledge.chroma_url:
+        classifiers = open_published(settings.knowledge, embedder.name, writer)
+    else:
+        classifiers = ClassifierFile(settings.knowledge.store / f"{collection.name}.classifier.npz")
+    return KnowledgeIndex(collection, embedder, settings.knowledge.chunk_chars, classifiers)
+
+
+async def build_ingest_index(settings: Settings) -> KnowledgeIndex:
+    """The index `relaydesk kb ingest` writes, its classifier trained with the off-topic class workers use."""
+    index = build_index(settings, writer=True)
+    prompts = PromptStore.open(settings.prompts.path, agent=False)
+    await TriageExamples(prompts, index).refresh(train=False)
+    return index
 
 
 def marked_messages(settings: Settings, index: KnowledgeIndex) -> MarkedMessages:
@@ -203,8 +221,18 @@ async def build_app(settings: Settings, *, ingest: bool = True) -> App:
             index.embedder.name,
         )
     await examples.refresh(train=False)  # before the ingest, which trains the classifier with its off-topic class
-    report = watcher = None
-    if ingest and settings.knowledge.path.is_dir():
+    report = None
+    watcher: KnowledgeWatcher | KnowledgeFollower | None = None
+    if settings.knowledge.chroma_url:  # the `kb ingest` job writes the shared collection; workers follow it
+        follower = KnowledgeFollower(
+            index,
+            open_published(settings.knowledge, index.embedder.name),
+            settings.knowledge.path,
+            settings.knowledge.reload_s,
+        )
+        await follower.start()
+        watcher = follower if settings.knowledge.reload_s else None
+    elif ingest and settings.knowledge.path.is_dir():
         if settings.knowledge.reload_s:  # its snapshot comes first: an edit made during the ingest is seen
             watcher = KnowledgeWatcher(index, settings.knowledge.path, settings.knowledge.reload_s)
         report = await index.ingest(settings.knowledge.path)  # incremental: unchanged files cost a hash

@@ -62,9 +62,16 @@ def _parser() -> argparse.ArgumentParser:
     ask.set_defaults(handler=_ask)
 
     kb = commands.add_parser("kb", help="knowledge base").add_subparsers(dest="kb_command", required=True)
-    ingest = kb.add_parser("ingest", help="index the knowledge folder (only what changed)")
+    ingest = kb.add_parser(
+        "ingest", help="index the knowledge folder (only what changed); on a Chroma server, the job workers follow"
+    )
     ingest.add_argument("path", nargs="?", type=Path)
     ingest.add_argument("--json", action="store_true")
+    ingest.add_argument(
+        "--force",
+        action="store_true",
+        help="Chroma server: ingest even a folder older than the collection (a rollback)",
+    )
     ingest.set_defaults(handler=_ingest)
     suggest = kb.add_parser(
         "suggest", help="group frequent questions the KB could not answer into draft articles for review"
@@ -204,28 +211,48 @@ async def _ask(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _ingest(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.app import build_index
+    from bot.app import build_ingest_index
+    from bot.knowledge.job import JobResult, Outcome, ingest_job
+    from bot.knowledge.published import open_published
+    from bot.knowledge.version import VersionError
 
     path = args.path or settings.knowledge.path
     if not path.is_dir():
         raise _UsageError(f"knowledge folder not found: {path}")
-    index = build_index(settings)
+    index = await build_ingest_index(settings)
+    job: JobResult | None = None
     try:
-        report = await index.ingest(path)
+        if settings.knowledge.chroma_url:
+            published = open_published(settings.knowledge, index.embedder.name, writer=True)
+            try:
+                job = await ingest_job(index, published, path, settings.database.url, force=args.force)
+            except VersionError as exc:
+                raise _UsageError(str(exc)) from None
+            report = job.report
+        else:  # one process, one folder: what the desk indexes on start too
+            report = await index.ingest(path)
     finally:
         await index.close()
     if args.json:
-        print(json.dumps(vars(report)))
+        outcome = {"outcome": str(job.outcome), "version": job.folder.text} if job else {}
+        if job and job.collection:
+            outcome["collection"] = job.collection.text  # the version it held before the job
+        print(json.dumps({**outcome, **(vars(report) if report else {})}))
     else:
-        print(
-            f"{path}: {report.added} added, {report.updated} updated, {report.removed} removed, "
-            f"{report.unchanged} unchanged; {report.records} records; {report.seconds:.2f}s"
-        )
-        for file, reason in report.errors:
-            print(f"  skipped {file}: {reason}")
-        for file, warning in report.warnings:
-            print(f"  warning {file}: {warning}")
-    return 1 if report.errors else 0
+        if report is not None:
+            print(
+                f"{path}: {report.added} added, {report.updated} updated, {report.removed} removed, "
+                f"{report.unchanged} unchanged; {report.records} records; {report.seconds:.2f}s"
+            )
+            for file, reason in report.errors:
+                print(f"  skipped {file}: {reason}")
+            for file, warning in report.warnings:
+                print(f"  warning {file}: {warning}")
+        if job is not None:
+            print(f"{path}: {job.summary()}")
+    if job is not None and job.outcome is Outcome.SAME_VERSION_CHANGED:
+        return 1
+    return 1 if report is not None and report.errors else 0
 
 
 async def _marked(settings: Settings, args: argparse.Namespace) -> int:

@@ -107,7 +107,8 @@ class KnowledgeSettings(Section):
     chroma_url: str = ""
     chunk_chars: int = Field(default=1200, ge=200)
     top_k: int = Field(default=30, ge=1, le=200)
-    reload_s: float = Field(default=10.0, ge=0)  # `relaydesk run` re-ingests edits this often; 0 = on start only
+    # `relaydesk run` re-ingests edits this often (with chroma_url: takes a new `kb ingest`); 0 = on start only
+    reload_s: float = Field(default=10.0, ge=0)
 
 
 class DatabaseSettings(Section):

@@ -10,7 +10,7 @@ import pytest
 from bot.config import KnowledgeSettings
 from bot.embeddings import HashingEmbedder
 from bot.knowledge import classifier as classifier_module
-from bot.knowledge.classifier import TopicClassifier
+from bot.knowledge.classifier import ClassifierFile, TopicClassifier
 from bot.knowledge.index import KnowledgeIndex, open_collection
 from tests.test_knowledge import article_text, put
 
@@ -209,10 +209,10 @@ async def test_a_restarted_index_updates_its_saved_classifier_after_an_edit(tmp_
 
     def index() -> KnowledgeIndex:  # what a restart builds: the same store and classifier file
         collection = open_collection(KnowledgeSettings(store=tmp_path / "chroma"), embedder.name)
-        return KnowledgeIndex(collection, embedder, classifier_path=saved)
+        return KnowledgeIndex(collection, embedder, classifiers=ClassifierFile(saved))
 
     await index().ingest(root)
-    before = TopicClassifier.load(saved)
+    before = ClassifierFile(saved).load()
     assert before is not None and len(before.ids) == len(NOUNS)
 
     put(root, "umbrella.md", article_text("umbrella", "Rain capes", ["Do you sell waterproof ponchos?"], "Yes."))
@@ -221,7 +221,7 @@ async def test_a_restarted_index_updates_its_saved_classifier_after_an_edit(tmp_
     restarted = index()
     await restarted.ingest(root)
 
-    after = TopicClassifier.load(saved)
+    after = ClassifierFile(saved).load()
     assert after is not None and "bicycle" not in after.ids and "kayak" in after.ids
     for noun in set(NOUNS) - {"umbrella", "bicycle"}:
         assert np.array_equal(before._w[before.ids.index(noun)], after._w[after.ids.index(noun)])
@@ -237,7 +237,7 @@ async def test_an_edit_of_the_body_alone_leaves_the_classifier_as_it_was(tmp_pat
         put(root, f"{noun}.md", article_text(noun, f"The {noun}", [f"Where can I buy a {noun}?"], f"{noun}s."))
     embedder, saved = HashingEmbedder(), tmp_path / "chroma" / "classifier.npz"
     collection = open_collection(KnowledgeSettings(store=tmp_path / "chroma"), embedder.name)
-    index = KnowledgeIndex(collection, embedder, classifier_path=saved)
+    index = KnowledgeIndex(collection, embedder, classifiers=ClassifierFile(saved))
     await index.ingest(root)
     trained = saved.read_bytes()
 
@@ -265,7 +265,7 @@ async def test_a_store_indexed_before_the_classifier_kept_what_it_learned_is_tra
 
     def index() -> KnowledgeIndex:  # what a restart builds
         collection = open_collection(KnowledgeSettings(store=tmp_path / "chroma"), embedder.name)
-        return KnowledgeIndex(collection, embedder, classifier_path=saved)
+        return KnowledgeIndex(collection, embedder, classifiers=ClassifierFile(saved))
 
     first = index()
     await first.ingest(root)
@@ -293,9 +293,9 @@ async def test_a_classifier_file_of_an_older_format_is_trained_anew(tmp_path: Pa
     np.savez(saved, ids=np.asarray(["kettle"]), w=np.zeros((1, 3)), b=np.zeros(1), fingerprint=np.asarray("x"))
     embedder = HashingEmbedder()
     collection = open_collection(KnowledgeSettings(store=tmp_path / "chroma"), embedder.name)
-    index = KnowledgeIndex(collection, embedder, classifier_path=saved)
+    index = KnowledgeIndex(collection, embedder, classifiers=ClassifierFile(saved))
     await index.ingest(root)
     vector = await index.embed_query("Is the saddle leather?")
     assert index.topic_probabilities(vector, [])[0][0] == "saddle"
-    reloaded = TopicClassifier.load(saved)
+    reloaded = ClassifierFile(saved).load()
     assert reloaded is not None and sorted(reloaded.ids) == ["kettle", "saddle"]

@@ -18,6 +18,7 @@ objective restricted to those rows): at 10,000 articles that is seconds instead 
 from __future__ import annotations
 
 import hashlib
+import io
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -271,27 +272,48 @@ class TopicClassifier:
         order = np.argsort(-p)
         return [(self.ids[candidates[i]], float(p[i])) for i in order]
 
-    def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npz")
+    def to_bytes(self) -> bytes:
+        """The model as one .npz file's bytes (a file, or pieces in a Chroma server's side collection)."""
         versions = np.asarray([self.versions.get(article, "") for article in self.ids])
         none = np.zeros((0, self._w.shape[1]), np.float32)  # a small KB's model has no mean or centroids
         mean = none if self._mean is None else self._mean[None, :]
         centroids = none if self._centroids is None else self._centroids
-        np.savez(tmp, ids=np.asarray(self.ids), w=self._w, b=self._b, versions=versions, mean=mean, centroids=centroids)
-        tmp.replace(path)  # readers never see half a file
+        buffer = io.BytesIO()
+        ids = np.asarray(self.ids)
+        np.savez(buffer, ids=ids, w=self._w, b=self._b, versions=versions, mean=mean, centroids=centroids)
+        return buffer.getvalue()
 
     @classmethod
-    def load(cls, path: Path) -> TopicClassifier | None:
+    def from_bytes(cls, data: bytes) -> TopicClassifier | None:
         try:
-            with np.load(path) as data:
-                ids = [str(i) for i in data["ids"]]
-                versions = dict(zip(ids, (str(v) for v in data["versions"]), strict=True))
-                mean = data["mean"][0] if len(data["mean"]) else None
-                centroids = data["centroids"] if len(data["centroids"]) else None
-                return cls(ids, data["w"], data["b"], versions, mean, centroids)
-        except (OSError, KeyError, ValueError):  # missing, damaged or of an older format: train anew
+            with np.load(io.BytesIO(data)) as arrays:
+                ids = [str(i) for i in arrays["ids"]]
+                versions = dict(zip(ids, (str(v) for v in arrays["versions"]), strict=True))
+                mean = arrays["mean"][0] if len(arrays["mean"]) else None
+                centroids = arrays["centroids"] if len(arrays["centroids"]) else None
+                return cls(ids, arrays["w"], arrays["b"], versions, mean, centroids)
+        except (OSError, KeyError, ValueError, EOFError):  # damaged or of an older format: train anew
             return None
+
+
+class ClassifierFile:
+    """The classifier of an embedded store, saved beside it: a restart loads it instead of training."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def load(self) -> TopicClassifier | None:
+        try:
+            data = self.path.read_bytes()
+        except OSError:  # not trained yet
+            return None
+        return TopicClassifier.from_bytes(data)
+
+    def save(self, classifier: TopicClassifier) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp.npz")
+        tmp.write_bytes(classifier.to_bytes())
+        tmp.replace(self.path)  # readers never see half a file
 
 
 def fingerprint(versions: Mapping[str, str]) -> str:

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import chromadb
 import numpy as np
@@ -126,18 +126,26 @@ def open_collection(settings: KnowledgeSettings, embedder_name: str, prefix: str
     return client.get_or_create_collection(name, embedding_function=None, metadata={"hnsw:space": "cosine"})
 
 
+class ClassifierStore(Protocol):
+    """Where the trained topic classifier is kept between processes (a file, or a Chroma server's side collection)."""
+
+    def load(self) -> TopicClassifier | None: ...
+
+    def save(self, classifier: TopicClassifier) -> None: ...
+
+
 class KnowledgeIndex:
     def __init__(
-        self, collection: Any, embedder: Embedder, chunk_chars: int = 1200, classifier_path: Path | None = None
+        self, collection: Any, embedder: Embedder, chunk_chars: int = 1200, classifiers: ClassifierStore | None = None
     ) -> None:
         self._collection = collection
         self._embedder = embedder
         self._chunk_chars = chunk_chars
-        self._classifier_path = classifier_path
+        self._classifiers = classifiers
         self._classifier: TopicClassifier | None = None
         self._off_topic_vectors = np.zeros((0, 0), np.float32)
         self._off_topic_version = ""
-        # Articles change only through ingest (which clears this); lru_cache is safe across threads.
+        # Articles change only through ingest or reload (which clear this); lru_cache is safe across threads.
         self._cached_article = lru_cache(maxsize=CACHED_ARTICLES)(self._fetch_article)
 
     @property
@@ -286,10 +294,14 @@ class KnowledgeIndex:
         versions = article_versions(indexed)
         if len(self._off_topic_vectors):
             versions[OFF_TOPIC] = self._off_topic_version
+        wanted = fingerprint(versions)
         previous = self._classifier
-        if previous is None and self._classifier_path is not None:
-            previous = TopicClassifier.load(self._classifier_path)
-        if previous is not None and previous.fingerprint == fingerprint(versions):
+        if (previous is None or previous.fingerprint != wanted) and self._classifiers is not None:
+            # Trained by an earlier run, or by another process (a `kb ingest` job): loaded, not trained again.
+            stored = await asyncio.to_thread(self._classifiers.load)
+            if stored is not None and (previous is None or stored.fingerprint == wanted):
+                previous = stored
+        if previous is not None and previous.fingerprint == wanted:
             self._classifier = previous
             return
         vectors, labels, _ = await asyncio.to_thread(self.training_set)
@@ -297,8 +309,18 @@ class KnowledgeIndex:
             self._classifier = None
             return
         self._classifier = await asyncio.to_thread(TopicClassifier.fit, vectors, labels, versions, previous)
-        if self._classifier_path is not None:
-            self._classifier.save(self._classifier_path)
+        if self._classifiers is not None:
+            await asyncio.to_thread(self._classifiers.save, self._classifier)
+
+    @property
+    def classifier(self) -> TopicClassifier | None:
+        """The topic classifier in use; None before any article is indexed."""
+        return self._classifier
+
+    async def reload(self) -> None:
+        """Another process changed the collection (a `kb ingest` job): forget cached articles, take its classifier."""
+        self._cached_article.cache_clear()
+        await self.prepare_classifier()
 
     def training_set(self) -> tuple[np.ndarray, list[str], list[str]]:
         """What the classifier learns from: vectors, their article ids and record kinds (the off-topic
