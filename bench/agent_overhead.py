@@ -30,10 +30,10 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bot.analyzer import Analyzer
 from bot.app import build_app
-from bot.llm.analysis import LLMAnalyzer
-from bot.responders.llm import LLMResponder
+from bot.brain.analyzer import Analyzer
+from bot.brain.llm.analysis import LLMAnalyzer
+from bot.brain.responders.llm import LLMResponder
 from tests.conftest import make_settings
 from tests.fakes.openai_server import FakeOpenAI, call_tools
 

@@ -6,9 +6,9 @@
 Knowledge base: one article per intent (id = the intent; "reverted_card_payment?" loses its "?",
 which an article id cannot hold) whose questions are the intent's first 10 train.csv
 utterances; tuning set: the next 20 per intent; test set: test.csv. The product ingests the KB
-once (bot.evaluation.run_cases over tuning + test cases), tunes its automation thresholds on the
-tuning outcomes at precision 0.95 (bot.evaluation.tune) and is scored on the test outcomes with
-those thresholds (bot.evaluation.score). Baseline in the same run: a plain 10-nearest-neighbour vote
+once (bot.analytics.evaluation.run_cases over tuning + test cases), tunes its automation thresholds on the
+tuning outcomes at precision 0.95 (bot.analytics.evaluation.tune) and is scored on the test outcomes with
+those thresholds (bot.analytics.evaluation.score). Baseline in the same run: a plain 10-nearest-neighbour vote
 over the same question embeddings (same embedder), its vote threshold tuned the same way; for context
 also a similarity-weighted and a softmax-weighted 10-NN vote (same neighbours, same tuning).
 """
@@ -29,9 +29,19 @@ from pathlib import Path
 import numpy as np
 from common import bench_settings, header, stopwatch, write_article
 
-from bot.embeddings import Embedder, create_embedder
-from bot.evaluation import THRESHOLD_REASONS, Outcome, Run, answered, evaluate, read_cases, run_cases, score, tune
-from bot.triage.calibration import Thresholds
+from bot.analytics.evaluation import (
+    THRESHOLD_REASONS,
+    Outcome,
+    Run,
+    answered,
+    evaluate,
+    read_cases,
+    run_cases,
+    score,
+    tune,
+)
+from bot.brain.triage.calibration import Thresholds
+from bot.knowledge.embeddings import Embedder, create_embedder
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "banking77"  # the public data beside the repo
 KB_QUESTIONS, TUNING_PER_INTENT = 10, 20
@@ -109,7 +119,8 @@ def knn_vote(sims: np.ndarray, labels: list[str], weigh: Callable[[float], float
 
 
 def tune_threshold(predictions: list[tuple[str, float]], expected: list[str]) -> float:
-    """The lowest vote share whose cut keeps precision >= target, maximising automation (as bot.evaluation.tune)."""
+    """The lowest vote share whose cut keeps precision >= target, maximising automation (as
+    bot.analytics.evaluation.tune)."""
     ranked = sorted(zip(predictions, expected, strict=True), key=lambda p: -p[0][1])
     best, threshold, sent, correct = 0.0, 1.01, 0, 0
     for i, ((label, conf), exp) in enumerate(ranked):

@@ -6,7 +6,7 @@
 
 Knowledge base: one article per in-scope intent (50) whose questions are its first 10 train.csv utterances.
 Test set (both protocols): test.csv + id-oos-test.csv + ood-oos-valid.csv; out-of-scope cases are
-`expected: null`. The product tunes its thresholds (bot.evaluation.tune: held-out articles as pseudo
+`expected: null`. The product tunes its thresholds (bot.analytics.evaluation.tune: held-out articles as pseudo
 out-of-scope traffic, Wilson bound) at precision 0.95 and is scored on the test cases:
 
 - cold start: tuned on valid.csv alone, with the built-in off-topic examples (prompts/off_topic.yaml);
@@ -32,8 +32,8 @@ import yaml
 from banking77 import article_id
 from common import REPO, bench_settings, header, stopwatch, write_article
 
-from bot.evaluation import Case, Outcome, Run, run_cases, score, tune
-from bot.triage.calibration import Thresholds
+from bot.analytics.evaluation import Case, Outcome, Run, run_cases, score, tune
+from bot.brain.triage.calibration import Thresholds
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "banking77-oos"
 KB_QUESTIONS = 10

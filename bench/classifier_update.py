@@ -32,8 +32,8 @@ import numpy as np
 from banking77 import DATA, KB_QUESTIONS, article_id, embed, read_csv
 from common import CACHE, GENERATOR_VERSION, bench_settings, header, synthetic_articles, synthetic_labelled_queries
 
-from bot.embeddings import Embedder, create_embedder
 from bot.knowledge.classifier import FULL_SOFTMAX_MAX, MAX_UPDATE_SHARE, TopicClassifier
+from bot.knowledge.embeddings import Embedder, create_embedder
 
 EDITED_ARTICLES = 10
 

@@ -24,7 +24,7 @@ if str(REPO) not in sys.path:  # `python bench/x.py` puts bench/ on the path, no
     sys.path.insert(0, str(REPO))
 
 from bot.config import Settings, load_settings  # noqa: E402
-from bot.embeddings import OPENMP_WAIT_POLICY  # noqa: E402
+from bot.knowledge.embeddings import OPENMP_WAIT_POLICY  # noqa: E402
 
 CACHE = Path(os.environ.get("RELAYDESK_BENCH_CACHE", "/tmp/relaydesk-bench"))
 GENERATOR_VERSION = 1  # bump when the synthetic text changes: cached stores are then rebuilt
@@ -497,7 +497,7 @@ def index_code_fingerprint() -> str:
     """A hash of the code that decides what a store holds. The product's own file hashes do not cover
     its code (an index format change leaves old stores "unchanged"), so the bench checks this itself."""
     digest = hashlib.sha256()
-    for name in ("bot/knowledge/index.py", "bot/knowledge/articles.py", "bot/embeddings.py"):
+    for name in ("bot/knowledge/index.py", "bot/knowledge/articles.py", "bot/knowledge/embeddings.py"):
         digest.update((REPO / name).read_bytes())
     return digest.hexdigest()[:16]
 

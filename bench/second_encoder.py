@@ -25,7 +25,7 @@ from pathlib import Path
 from common import REPO, bench_settings, header, percentile, stopwatch
 
 from bot.app import build_index
-from bot.embeddings import Embedder, create_embedder
+from bot.knowledge.embeddings import Embedder, create_embedder
 
 WARMUP = 10
 

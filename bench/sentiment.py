@@ -1,4 +1,4 @@
-"""Retrain the sentiment head (bot/analysis/sentiment_head.npz) and measure it against the lexicon.
+"""Retrain the sentiment head (bot/brain/sentiment_head.npz) and measure it against the lexicon.
 
 Data: /work/shared/data/sentiment/{train,heldout}/<source>.jsonl (see its README). Each text is
 embedded once as the analyzer embeds a message (`create_embedder(settings.embeddings)`, the query side,
@@ -26,11 +26,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import CACHE, REPO, header, summary
-from bot.analysis.sentiment import NEGATIVE_THRESHOLD, POSITIVE_THRESHOLD
-from bot.analysis.sentiment_model import HEAD, Layer, SentimentModel, batch_probabilities, lexicon_features
+from bot.brain.sentiment import NEGATIVE_THRESHOLD, POSITIVE_THRESHOLD
+from bot.brain.sentiment_model import HEAD, Layer, SentimentModel, batch_probabilities, lexicon_features
+from bot.brain.triage.entities import query_text
 from bot.config import load_settings
-from bot.embeddings import create_embedder
-from bot.triage.entities import query_text
+from bot.knowledge.embeddings import create_embedder
 
 DATA = Path("/work/shared/data/sentiment")
 EMBEDDER = "multilingual-e5-small"  # LocalEmbedder.name: the head reads only this model's vectors

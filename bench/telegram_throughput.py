@@ -41,7 +41,7 @@ from aiohttp import web  # noqa: E402
 
 from bot.app import build_app  # noqa: E402
 from bot.config import Settings  # noqa: E402
-from bot.domain import Inbound  # noqa: E402
+from bot.domain.types import Inbound  # noqa: E402
 from connectors.telegram import TelegramConnector  # noqa: E402
 from tests.fakes.telegram_api import Call, FakeTelegram  # noqa: E402
 

@@ -11,38 +11,38 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from bot.analysis.sentiment_model import SentimentModel
 from bot.analytics.report import build_report
-from bot.analyzer import Analyzer
+from bot.brain.analyzer import Analyzer
+from bot.brain.responders.offline import OfflineResponder
+from bot.brain.sentiment_model import SentimentModel
+from bot.brain.triage.examples import TriageExamples
+from bot.brain.triage.marked import MarkedMessages
 from bot.config import Settings
-from bot.conversations import Conversations
-from bot.desk import Desk
-from bot.embeddings import create_embedder
-from bot.hours import BusinessHours
+from bot.delivery.notices import CustomerNotices
+from bot.delivery.outbox import Outbox
+from bot.desk.desk import Desk
+from bot.desk.hours import BusinessHours
+from bot.desk.policy import HandoffPolicy
 from bot.knowledge.classifier import ClassifierFile
+from bot.knowledge.embeddings import create_embedder
 from bot.knowledge.follow import KnowledgeFollower
 from bot.knowledge.index import ClassifierStore, IngestReport, KnowledgeIndex, open_collection
 from bot.knowledge.published import open_published
 from bot.knowledge.watch import KnowledgeWatcher
-from bot.notices import CustomerNotices
-from bot.operators import OperatorActions
+from bot.operators.actions import OperatorActions
+from bot.operators.conversations import Conversations
+from bot.operators.queue import OperatorQueue
+from bot.operators.replies import OperatorReplies
 from bot.orders.status import OrderStatus
-from bot.outbox import Outbox
-from bot.policy import HandoffPolicy
 from bot.ports import Responder
-from bot.prompts import PromptStore
-from bot.queue import OperatorQueue
-from bot.replies import OperatorReplies
-from bot.responders.offline import OfflineResponder
+from bot.prompts.loader import PromptStore
+from bot.prompts.texts import Texts
 from bot.shared import SharedState
 from bot.storage.db import Transactions, create_engine, migrate, sessions
-from bot.texts import Texts
-from bot.triage.examples import TriageExamples
-from bot.triage.marked import MarkedMessages
 from connectors.crm import create_crm
 
 if TYPE_CHECKING:
-    from bot.llm.judge import ReplyJudge
+    from bot.brain.llm.judge import ReplyJudge
 
 log = logging.getLogger(__name__)
 
@@ -164,9 +164,9 @@ def build_brain(
         return analyzer, offline
     try:  # imported here: without an LLM, langchain is never loaded
         prompts.load_agent()  # a broken agent.yaml at start-up: logged, and the offline brain answers
-        from bot.llm.analysis import LLMAnalyzer
-        from bot.llm.model import create_chat_model
-        from bot.responders.llm import LLMResponder
+        from bot.brain.llm.analysis import LLMAnalyzer
+        from bot.brain.llm.model import create_chat_model
+        from bot.brain.responders.llm import LLMResponder
 
         if orders is None:
             raise ValueError("the LLM agent needs the CRM (see the error above)")
@@ -196,8 +196,8 @@ def build_judge(settings: Settings, prompts: PromptStore) -> ReplyJudge | None:
         return None
     try:
         prompts.load_judge()  # a broken judge.yaml at start-up: logged, and replies are scored offline
-        from bot.llm.judge import ReplyJudge
-        from bot.llm.model import create_chat_model
+        from bot.brain.llm.judge import ReplyJudge
+        from bot.brain.llm.model import create_chat_model
 
         return ReplyJudge(create_chat_model(settings.llm), prompts, settings.llm)
     except Exception:

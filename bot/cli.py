@@ -18,7 +18,7 @@ import yaml
 
 from bot.config import ConfigError, Settings, load_settings
 from bot.logs import setup_logging
-from bot.texts import PromptError
+from bot.prompts.texts import PromptError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -283,9 +283,8 @@ async def _marked(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _suggest(settings: Settings, args: argparse.Namespace) -> int:
     from bot.analytics.report import WindowError, parse_since
-    from bot.embeddings import create_embedder
-    from bot.storage.db import create_engine, migrate, sessions
-    from bot.suggest import (
+    from bot.knowledge.embeddings import create_embedder
+    from bot.knowledge.suggest import (
         DEFAULT_SIMILARITY,
         SuggestError,
         as_json,
@@ -294,6 +293,7 @@ async def _suggest(settings: Settings, args: argparse.Namespace) -> int:
         suggest,
         write_drafts,
     )
+    from bot.storage.db import create_engine, migrate, sessions
 
     similarity = DEFAULT_SIMILARITY if args.similarity is None else args.similarity
     try:
@@ -328,7 +328,7 @@ async def _suggest(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _prompts_check(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.prompts import check_prompts
+    from bot.prompts.loader import check_prompts
 
     folder = args.path or settings.prompts.path
     problems = check_prompts(folder)
@@ -341,7 +341,7 @@ async def _prompts_check(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _crm_check(settings: Settings, args: argparse.Namespace) -> int:
     """Exit 0 when the order was read, 1 when the CRM does not know it or could not be asked."""
-    from bot.llm.compensation import load_policy
+    from bot.brain.llm.compensation import load_policy
     from bot.orders.status import facts_of
     from bot.ports import CRMUnavailable
     from connectors.crm import create_crm
@@ -396,7 +396,7 @@ async def _crm_check(settings: Settings, args: argparse.Namespace) -> int:
 async def _outbox(settings: Settings, args: argparse.Namespace) -> int:
     from functools import partial
 
-    from bot.outbox import requeue, stuck
+    from bot.delivery.outbox import requeue, stuck
     from bot.storage.db import Transactions, create_engine, migrate
     from bot.storage.models import STUCK
 
@@ -465,7 +465,7 @@ async def _report(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _eval(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.evaluation import evaluate, failures
+    from bot.analytics.evaluation import evaluate, failures
 
     run = await _outcomes(settings, args)
     report = evaluate(run.outcomes)
@@ -486,7 +486,7 @@ async def _eval(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _tune(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.evaluation import tune
+    from bot.analytics.evaluation import tune
 
     if not 0 < args.target_precision <= 1:
         raise _UsageError("--target-precision must be in (0, 1]")
@@ -508,7 +508,7 @@ async def _tune(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _outcomes(settings: Settings, args: argparse.Namespace, held_out: bool = False) -> Any:
-    from bot.evaluation import CasesError, read_cases, run_cases
+    from bot.analytics.evaluation import CasesError, read_cases, run_cases
 
     try:
         cases = read_cases(args.cases)

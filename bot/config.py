@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from bot.yamlerrors import describe
+from bot.prompts.yamlerrors import describe
 
 ENV_PREFIX = "RELAYDESK__"
 DEFAULT_CONFIG = "config.yaml"
@@ -92,7 +92,8 @@ class LLMSettings(Section):
 
 
 class EmbeddingSettings(Section):
-    provider: Literal["local", "openai", "hashing", "use"] = "local"  # use: optional extra, see bot/embeddings.py
+    # use: an optional extra, see bot/knowledge/embeddings.py
+    provider: Literal["local", "openai", "hashing", "use"] = "local"
     model: str = "multilingual-e5-small"
     base_url: str = "https://api.openai.com/v1"
     api_key: str = ""
@@ -150,7 +151,7 @@ class AutomationSettings(Section):
     # A message is analysed and answered from its first this many characters (stored and shown whole): one
     # customer's huge message must not hold the shared embedding thread (or the LLM budget) for everyone.
     analysis_chars: int = Field(default=1000, ge=50)
-    # The pilot cohort (bot/pilot.py): the share of customers, stable per customer, whom the bot may
+    # The pilot cohort (bot/desk/pilot.py): the share of customers, stable per customer, whom the bot may
     # answer directly in mode auto; everyone else gets copilot (an operator sends the bot's draft).
     pilot_percent: float = Field(default=100.0, ge=0, le=100)
     pilot_allowlist: list[str] = Field(default_factory=list)  # chat ids or channel:chat_id, always in the pilot
@@ -170,7 +171,7 @@ _CLOCK = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$|^24:00$")
 
 
 class BusinessHoursSettings(Section):
-    """When operators work (bot/hours.py). No `open`/`close` means always open."""
+    """When operators work (bot/desk/hours.py). No `open`/`close` means always open."""
 
     timezone: str = "UTC"
     days: list[Day] = Field(default_factory=lambda: list(DAYS))

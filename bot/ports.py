@@ -2,8 +2,8 @@
 
 Customers' side: a channel's `Sender` delivers what the outbox holds (`Outgoing`), a `Responder` is a brain.
 Operators' side: an `OperatorConsole` (the Slack queue; a Telegram operator group could be another) shows what
-the core asks it to (bot.queue drives it) and calls the core back (bot.replies, bot.operators,
-bot.conversations). The CRM is an `OrderLookup`. A `Channel` is a connector `relaydesk run` starts and stops.
+the core asks it to (bot.operators.queue drives it) and calls the core back (bot.operators: replies, actions,
+conversations). The CRM is an `OrderLookup`. A `Channel` is a connector `relaydesk run` starts and stops.
 Connectors import these protocols and the core's types, never the storage.
 """
 
@@ -16,10 +16,10 @@ from sqlalchemy.exc import DisconnectionError, OperationalError
 if TYPE_CHECKING:  # only types: ports stay importable without the web server or the brains
     from aiohttp import web
 
-    from bot.conversations import CardState
-    from bot.deliveries import CustomerMessage, DraftDone, HandoffCard
-    from bot.domain import Analysis, Answer
-    from bot.llm.orders import Order
+    from bot.domain.deliveries import CustomerMessage, DraftDone, HandoffCard
+    from bot.domain.types import Analysis, Answer
+    from bot.operators.conversations import CardState
+    from bot.orders.order import Order
 
 
 class RetryLater(Exception):
@@ -40,7 +40,7 @@ def storage_unavailable(exc: BaseException) -> bool:
 
 
 class Outgoing(Protocol):
-    """One outbox item as a channel sees it: its kind (bot.deliveries.DeliveryKind) and payload (`read` it)."""
+    """One outbox item as a channel sees it: its kind (bot.domain.deliveries.DeliveryKind) and payload (`read` it)."""
 
     id: int | None
     channel: str
@@ -83,7 +83,7 @@ class OrderLookup(Protocol):
 
 
 class OperatorConsole(Protocol):
-    """Where operators work: what the core asks it to show (bot.queue.OperatorQueue calls these).
+    """Where operators work: what the core asks it to show (bot.operators.queue.OperatorQueue calls these).
 
     A conversation lives in one thread of the console; `thread` is the console's own reference to it (Slack:
     "CHANNEL:TS"), which the core stores and hands back. Like a `Sender`, a method raises `RetryLater` when the
@@ -119,5 +119,5 @@ class OperatorConsole(Protocol):
         ...
 
     async def replay(self, action: dict[str, Any]) -> None:
-        """An operator's action this console kept for later (bot.queue.OperatorQueue.later), handled now."""
+        """An operator's action this console kept for later (bot.operators.queue.OperatorQueue.later), handled now."""
         ...

@@ -14,9 +14,9 @@ from collections.abc import AsyncIterator, Callable
 from typing import TextIO
 
 from bot.app import App
-from bot.conversations import ConversationView
-from bot.deliveries import Buttons, CustomerMessage, CustomerText, DeliveryKind, HandoffCard, StateChange, read
-from bot.domain import ActionResult, FeedbackKind, Inbound
+from bot.domain.deliveries import Buttons, CustomerMessage, CustomerText, DeliveryKind, HandoffCard, StateChange, read
+from bot.domain.types import ActionResult, FeedbackKind, Inbound
+from bot.operators.conversations import ConversationView
 from bot.orders.card import order_fields
 from bot.ports import Outgoing
 

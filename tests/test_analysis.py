@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.analysis.intent import priority, wants_human
-from bot.analysis.language import detect_language
-from bot.analysis.sentiment import NEGATIVE_THRESHOLD, POSITIVE_THRESHOLD, score_sentiment
-from bot.domain import Priority, Sentiment
+from bot.brain.intent import priority, wants_human
+from bot.brain.language import detect_language
+from bot.brain.sentiment import NEGATIVE_THRESHOLD, POSITIVE_THRESHOLD, score_sentiment
+from bot.domain.types import Priority, Sentiment
 
 HOLDOUT = Path(__file__).parent / "data" / "sentiment_holdout.jsonl"
 ODD_TEXTS = (

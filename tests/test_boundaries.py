@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tests.conftest import REPO
 
-FORBIDDEN = ("bot.storage", "bot.outbox", "bot.journal", "bot.desk", "sqlalchemy", "sqlmodel")
+FORBIDDEN = ("bot.storage", "bot.delivery.outbox", "bot.delivery.journal", "bot.desk", "sqlalchemy", "sqlmodel")
 
 
 def imported(source: str) -> set[str]:
@@ -29,10 +29,15 @@ def forbidden(modules: set[str]) -> set[str]:
 def test_the_check_sees_every_way_of_importing() -> None:
     source = (
         "from bot import storage\nimport sqlalchemy.exc\n"
-        "def f():\n    from bot.outbox import enqueue\n"
-        "from bot.deliveries import read\nimport bot.desking\n"
+        "def f():\n    from bot.delivery.outbox import enqueue\n"
+        "from bot.domain.deliveries import read\nimport bot.desking\n"
     )
-    assert forbidden(imported(source)) == {"bot.storage", "sqlalchemy.exc", "bot.outbox", "bot.outbox.enqueue"}
+    assert forbidden(imported(source)) == {
+        "bot.storage",
+        "sqlalchemy.exc",
+        "bot.delivery.outbox",
+        "bot.delivery.outbox.enqueue",
+    }
 
 
 def test_no_connector_imports_storage_the_outbox_the_journal_the_desk_or_sqlalchemy() -> None:

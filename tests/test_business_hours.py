@@ -12,9 +12,9 @@ import pytest
 
 from bot.app import App, build_app
 from bot.config import BusinessHoursSettings, ConfigError, load_settings
-from bot.domain import Inbound
-from bot.hours import BusinessHours
-from bot.texts import load_texts
+from bot.desk.hours import BusinessHours
+from bot.domain.types import Inbound
+from bot.prompts.texts import load_texts
 from tests.conftest import REPO, Recorder, make_settings
 
 MSK = ZoneInfo("Europe/Moscow")  # UTC+3 all year: no DST since 2014

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from bot.config import CRMSettings
-from bot.llm.orders import find_order_numbers
+from bot.orders.order import find_order_numbers
 from bot.ports import CRMUnavailable
 from connectors.crm import DemoCRM, HttpCRM, create_crm
 from tests.fakes.crm_api import FakeCRM

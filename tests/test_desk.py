@@ -11,7 +11,7 @@ from sqlmodel import select
 
 from bot.app import App, build_app
 from bot.config import Settings
-from bot.domain import Attachment, Inbound, Reason
+from bot.domain.types import Attachment, Inbound, Reason
 from bot.storage.models import Conversation, Customer, Event, Handoff, Message
 from connectors.console import ConsoleChat
 from tests.conftest import Recorder, make_settings

@@ -15,7 +15,7 @@ import openai
 import pytest
 
 from bot.config import EmbeddingSettings, KnowledgeSettings
-from bot.embeddings import (
+from bot.knowledge.embeddings import (
     EmbeddingError,
     HashingEmbedder,
     LocalEmbedder,

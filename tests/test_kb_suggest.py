@@ -20,7 +20,7 @@ from sqlmodel import col, select, update
 from bot.app import App, build_app
 from bot.cli import main
 from bot.config import load_settings
-from bot.domain import Inbound, Reason
+from bot.domain.types import Inbound, Reason
 from bot.knowledge.articles import read_article
 from bot.knowledge.index import KnowledgeIndex
 from bot.storage.models import Handoff

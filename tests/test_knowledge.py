@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 from bot.config import KnowledgeSettings
-from bot.embeddings import HashingEmbedder
 from bot.knowledge.articles import (
     ArticleError,
     article_files,
@@ -22,6 +21,7 @@ from bot.knowledge.articles import (
     parse_article,
     read_article,
 )
+from bot.knowledge.embeddings import HashingEmbedder
 from bot.knowledge.index import CASE, CHUNK, QUESTION, QUESTION_PASSAGE, TITLE, KnowledgeIndex, open_collection
 
 GOOD = """---

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.analysis.intent import only_asks_for_a_person
 from bot.app import App, build_app
-from bot.domain import Inbound, Reason
+from bot.brain.intent import only_asks_for_a_person
+from bot.domain.types import Inbound, Reason
 from tests.conftest import Recorder, make_settings
 
 CASES = {

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot.domain import State
-from bot.lifecycle import DRAFT_TRANSITIONS, Draft, Move, Refused, advance, allowed, may_claim, settle_draft
+from bot.domain.lifecycle import DRAFT_TRANSITIONS, Draft, Move, Refused, advance, allowed, may_claim, settle_draft
+from bot.domain.types import State
 
 B, W, OP, R = State.BOT, State.WAITING_OPERATOR, State.OPERATOR, State.RESOLVED
 

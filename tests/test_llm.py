@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from bot.analysis.sentiment import score_sentiment
 from bot.app import App, build_app
+from bot.brain.responders.offline import OfflineResponder
+from bot.brain.sentiment import score_sentiment
 from bot.config import Settings
-from bot.domain import Inbound, Reason
-from bot.responders.offline import OfflineResponder
+from bot.domain.types import Inbound, Reason
 from tests.conftest import Recorder, make_settings
 from tests.fakes.openai_server import FakeOpenAI, Raw, call_tools, say
 
@@ -421,7 +421,7 @@ async def test_an_llm_brain_that_cannot_be_built_falls_back_to_offline(tmp_path:
 
 
 async def test_final_answer_schema_is_what_the_model_is_shown() -> None:
-    from bot.responders.llm import FinalAnswer
+    from bot.brain.responders.llm import FinalAnswer
 
     schema = json.dumps(FinalAnswer.model_json_schema())
     for name in ("answer", "cited_article_ids", "confidence", "needs_human", "reason", "summary"):

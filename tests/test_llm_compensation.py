@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from bot.llm.compensation import load_policy
-from bot.llm.orders import Order
-from bot.llm.promises import unapproved_promise
-from bot.texts import PromptError
+from bot.brain.llm.compensation import load_policy
+from bot.brain.llm.promises import unapproved_promise
+from bot.orders.order import Order
+from bot.prompts.texts import PromptError
 from tests import test_llm
 from tests.fakes.openai_server import FakeOpenAI, call_tools
 from tests.test_llm import Desk, final, support_brain

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bot.domain import Reason
+from bot.domain.types import Reason
 from tests import test_llm
 from tests.fakes.openai_server import FakeOpenAI, call_tools
 from tests.test_llm import Desk, final

@@ -26,7 +26,7 @@ from bot.analytics.render import render
 from bot.analytics.report import build_report, parse_since, percentile
 from bot.app import App, build_app
 from bot.cli import main
-from bot.domain import Inbound
+from bot.domain.types import Inbound
 from bot.runner import make_server
 from bot.storage.models import Conversation, Event, Handoff
 from tests.conftest import Recorder, make_settings

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from bot.conversations import CardState
-from bot.deliveries import CustomerMessage, DraftDone, HandoffCard
-from bot.domain import State
+from bot.domain.deliveries import CustomerMessage, DraftDone, HandoffCard
+from bot.domain.types import State
+from bot.operators.conversations import CardState
+from bot.operators.replies import DraftPost
 from bot.ports import OperatorConsole
-from bot.replies import DraftPost
 from tests.fakes.telegram_api import FakeTelegram
 from tests.test_telegram_harness import Harness, telegram_settings
 

@@ -14,7 +14,7 @@ import pytest
 
 from bot.app import App, build_app
 from bot.config import Settings
-from bot.domain import Inbound, OrderCheck, Reason, State
+from bot.domain.types import Inbound, OrderCheck, Reason, State
 from bot.knowledge.articles import ArticleError, parse_article
 from bot.storage.models import Conversation
 from connectors.console import ConsoleQueue

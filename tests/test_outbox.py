@@ -14,8 +14,8 @@ from sqlmodel import select
 
 from bot.app import App
 from bot.cli import main
-from bot.domain import Inbound
-from bot.outbox import enqueue
+from bot.delivery.outbox import enqueue
+from bot.domain.types import Inbound
 from bot.ports import RetryLater, Undeliverable
 from bot.storage.db import create_engine, migrate, sessions
 from bot.storage.models import Customer, Delivery, DeliveryStatus

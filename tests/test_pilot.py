@@ -19,8 +19,8 @@ from bot.analytics.render import render
 from bot.analytics.report import build_report
 from bot.app import App, build_app
 from bot.config import AutomationSettings
-from bot.domain import Inbound, Reason
-from bot.pilot import Cohort, PilotCohort, bucket
+from bot.desk.pilot import Cohort, PilotCohort, bucket
+from bot.domain.types import Inbound, Reason
 from bot.storage.models import Conversation, Event
 from tests.conftest import REPO, Recorder, make_settings
 
@@ -38,7 +38,7 @@ def test_the_bucket_is_a_stable_hash_not_pythons_salted_one() -> None:
     # Pinned: a change here would move customers between cohorts mid-pilot.
     assert bucket("telegram", "12345") == 17.52
     assert bucket("telegram", "12346") != bucket("slack", "12345")
-    code = "from bot.pilot import bucket; print(bucket('telegram', '12345'))"
+    code = "from bot.desk.pilot import bucket; print(bucket('telegram', '12345'))"
     for seed in ("1", "2"):
         env = {**os.environ, "PYTHONHASHSEED": seed}
         out = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO, capture_output=True, text=True)

@@ -12,9 +12,9 @@ import pytest
 
 from bot.app import build_app
 from bot.cli import main
-from bot.domain import Inbound
-from bot.prompts import PromptStore, check_prompts
-from bot.texts import PromptError
+from bot.domain.types import Inbound
+from bot.prompts.loader import PromptStore, check_prompts
+from bot.prompts.texts import PromptError
 from connectors.console import ConsoleChat
 from tests.conftest import REPO, Recorder, make_settings
 

@@ -17,8 +17,8 @@ import pytest
 from sqlmodel import select
 
 from bot.app import App, build_app
-from bot.domain import Author, Inbound
-from bot.quality import DIMENSIONS, QualityScore, describe, score_reply
+from bot.domain.types import Author, Inbound
+from bot.operators.quality import DIMENSIONS, QualityScore, describe, score_reply
 from bot.storage.models import Event, Message
 from tests.conftest import Recorder, make_settings
 from tests.fakes.slack_api import FakeSlack, SlackSide

@@ -20,8 +20,8 @@ from sqlmodel import col, select
 
 from bot.analytics.report import build_report
 from bot.app import App, build_app
-from bot.domain import Author, Inbound
-from bot.quality import DIMENSIONS, describe, score_reply
+from bot.domain.types import Author, Inbound
+from bot.operators.quality import DIMENSIONS, describe, score_reply
 from bot.storage.models import Delivery, Event, Message
 from tests.conftest import Recorder
 from tests.fakes.openai_server import FakeOpenAI, Raw, call_tools, with_usage

@@ -23,8 +23,8 @@ import pytest
 from bot.analytics.render import render
 from bot.analytics.report import build_report
 from bot.app import App, build_app
-from bot.domain import Inbound
-from bot.journal import record_event
+from bot.delivery.journal import record_event
+from bot.domain.types import Inbound
 from bot.storage.models import Feedback
 from tests.conftest import Recorder, make_settings
 

@@ -1,4 +1,4 @@
-"""Which topic answers when resolved cases compete with articles (bot.retrieval).
+"""Which topic answers when resolved cases compete with articles (bot.brain.retrieval).
 
 The policy answers on its own only at `min_confidence` (config.yaml) and a margin of at least `min_margin`;
 these tests check the confidence a taught answer gets against those very thresholds.
@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot.app import build_app
+from bot.brain.retrieval import rank_topics
 from bot.config import load_settings
 from bot.knowledge.index import CASE, CHUNK, QUESTION, QUESTION_PASSAGE, TITLE, Hit, answer_key
-from bot.retrieval import rank_topics
 from tests.conftest import make_settings
 
 AUTOMATION = load_settings(Path(__file__).resolve().parents[1] / "config.yaml").automation

@@ -32,7 +32,7 @@ from bot.analytics.report import build_report
 from bot.app import build_app
 from bot.cli import main
 from bot.config import Settings
-from bot.domain import Inbound
+from bot.domain.types import Inbound
 from bot.runner import Running, start
 from bot.storage.models import Conversation, Customer, Event, Handoff
 from connectors.slack import cards

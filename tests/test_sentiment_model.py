@@ -12,15 +12,15 @@ import numpy as np
 import pytest
 import pytest_asyncio
 
-from bot.analysis.sentiment import score_sentiment
-from bot.analysis.sentiment_model import HEAD, SentimentModel, SentimentModelError
 from bot.analytics.report import build_report
 from bot.app import App, build_app
+from bot.brain.sentiment import score_sentiment
+from bot.brain.sentiment_model import HEAD, SentimentModel, SentimentModelError
+from bot.brain.triage.smalltalk import SmallTalk
 from bot.config import load_settings
-from bot.domain import Decision, Inbound, Priority, Reason, Sentiment
-from bot.embeddings import cpu_has_avx2
+from bot.domain.types import Decision, Inbound, Priority, Reason, Sentiment
+from bot.knowledge.embeddings import cpu_has_avx2
 from bot.storage.models import utcnow
-from bot.triage.smalltalk import SmallTalk
 from tests.conftest import REPO, Recorder, make_settings, on_shipped_kb
 from tests.fakes.openai_server import FakeOpenAI
 from tests.test_llm import Desk, analysis, final, llm_settings

@@ -20,8 +20,8 @@ import pytest
 from sqlmodel import select
 
 from bot.app import App, build_app
-from bot.domain import Attachment, Author, Inbound
-from bot.embeddings import cpu_has_avx2
+from bot.domain.types import Attachment, Author, Inbound
+from bot.knowledge.embeddings import cpu_has_avx2
 from bot.logs import setup_logging
 from bot.storage.models import Conversation, Delivery, Message
 from connectors.slack import cards

@@ -19,7 +19,7 @@ import pytest
 from sqlmodel import col, update
 
 from bot.app import App, build_app
-from bot.domain import Inbound
+from bot.domain.types import Inbound
 from bot.storage.models import Conversation
 from connectors.slack import cards
 from connectors.slack.stats import HELP, REFUSED, duration, start_of_day, zone_of

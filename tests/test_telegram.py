@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from bot.domain import State
-from bot.embeddings import cpu_has_avx2
-from bot.texts import load_texts
+from bot.domain.types import State
+from bot.knowledge.embeddings import cpu_has_avx2
+from bot.prompts.texts import load_texts
 from tests.conftest import REPO, on_shipped_kb
 from tests.fakes.telegram_api import BOT_USER, FakeTelegram
 from tests.test_telegram_harness import Harness, telegram_settings

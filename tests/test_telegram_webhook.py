@@ -10,7 +10,7 @@ import pytest
 from aiohttp import ClientSession, web
 
 from bot.config import ConfigError
-from bot.domain import Decision, Inbound
+from bot.domain.types import Decision, Inbound
 from bot.runner import start
 from tests.fakes.telegram_api import FakeTelegram
 from tests.test_telegram_harness import SECRET, Harness, free_port, telegram_settings

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from bot.config import KnowledgeSettings
-from bot.embeddings import HashingEmbedder
 from bot.knowledge import classifier as classifier_module
 from bot.knowledge.classifier import ClassifierFile, TopicClassifier
+from bot.knowledge.embeddings import HashingEmbedder
 from bot.knowledge.index import KnowledgeIndex, open_collection
 from tests.test_knowledge import article_text, put
 

@@ -9,17 +9,17 @@ import numpy as np
 import pytest
 from sqlmodel import select
 
+from bot.analytics.evaluation import Case, Outcome, Run, tune
 from bot.app import App
+from bot.brain.triage.calibration import Judged, Scores, choose, held_out_scores, wilson_lower
+from bot.brain.triage.entities import extract
+from bot.brain.triage.marked import MarkedMessages
+from bot.brain.triage.smalltalk import SmallTalk, small_talk
 from bot.config import KnowledgeSettings
-from bot.domain import Analysis, Answer, Decision, Inbound, Priority, Sentiment
-from bot.evaluation import Case, Outcome, Run, tune
+from bot.domain.types import Analysis, Answer, Decision, Inbound, Priority, Sentiment
 from bot.knowledge.index import open_collection
+from bot.prompts.texts import load_texts
 from bot.storage.models import Feedback
-from bot.texts import load_texts
-from bot.triage.calibration import Judged, Scores, choose, held_out_scores, wilson_lower
-from bot.triage.entities import extract
-from bot.triage.marked import MarkedMessages
-from bot.triage.smalltalk import SmallTalk, small_talk
 from connectors.slack.cards import root_card
 from tests.conftest import REPO, Recorder
 

@@ -14,8 +14,8 @@ import pytest_asyncio
 
 from bot.analytics.report import build_report
 from bot.app import App, build_app
-from bot.domain import Decision, Inbound, Reason
-from bot.embeddings import cpu_has_avx2
+from bot.domain.types import Decision, Inbound, Reason
+from bot.knowledge.embeddings import cpu_has_avx2
 from connectors.console import ConsoleChat
 from tests.conftest import Recorder, make_settings, on_shipped_kb
 

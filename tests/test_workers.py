@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 from sqlmodel import select
 
 from bot.app import App, build_app
-from bot.domain import Inbound
-from bot.outbox import Outbox, enqueue
+from bot.delivery.outbox import Outbox, enqueue
+from bot.domain.types import Inbound
 from bot.ports import RetryLater
 from bot.storage.models import Conversation, Customer, Delivery, Message
 from tests.conftest import Recorder, make_settings

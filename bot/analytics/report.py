@@ -60,7 +60,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
 
 from bot.config import AnalyticsSettings
-from bot.domain import Author, EventType, FeedbackKind, Reason, Sentiment
+from bot.domain.types import Author, EventType, FeedbackKind, Reason, Sentiment
 from bot.storage.models import STUCK, Conversation, Delivery, Event, Feedback, Handoff, Message
 
 TOUCHED = (EventType.CLAIMED, EventType.OPERATOR_REPLY, EventType.DRAFT_SENT, EventType.DRAFT_DISCARDED)
@@ -68,7 +68,7 @@ CONFIRMING = (FeedbackKind.HELPFUL, FeedbackKind.THANKS)  # the Helped button; t
 # Handoff reasons that are the customer's own verdict on the bot's answer; any other later handoff is "handed_off".
 VERDICTS = frozenset(str(r) for r in (Reason.ASKED_FOR_HUMAN, Reason.REPEATED_QUESTION, Reason.NEGATIVE_SENTIMENT))
 PARTS = ("confirmed", "unconfirmed", "failed")
-COHORTS = ("pilot", "copilot")  # bot/pilot.py's Cohort values, as recorded in the decision events
+COHORTS = ("pilot", "copilot")  # bot/desk/pilot.py's Cohort values, as recorded in the decision events
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([mhdw])\s*$")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 
@@ -209,7 +209,7 @@ async def build_report(
             .group_by(col(Event.conversation_id))
             .subquery()
         )
-        # the first decision's topic (what the customer came for) and pilot cohort (bot/pilot.py)
+        # the first decision's topic (what the customer came for) and pilot cohort (bot/desk/pilot.py)
         opening: dict[int, tuple[str | None, str | None]] = {
             conversation_id: (topic, cohort)
             for conversation_id, topic, cohort in (

@@ -10,8 +10,8 @@ from typing import Any
 
 import yaml
 
-from bot.analysis.language import LANGUAGES
-from bot.yamlerrors import describe
+from bot.brain.language import LANGUAGES
+from bot.prompts.yamlerrors import describe
 
 _BaseLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: faster
 _BOOL = "tag:yaml.org,2002:bool"

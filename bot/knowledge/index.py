@@ -24,11 +24,11 @@ from typing import Any, NamedTuple, Protocol
 import chromadb
 import numpy as np
 
+from bot.brain.triage.entities import query_text
 from bot.config import KnowledgeSettings
-from bot.embeddings import Embedder
 from bot.knowledge.articles import Article, ArticleError, ArticleTool, article_files, chunk_text, decode_article
 from bot.knowledge.classifier import TopicClassifier, fingerprint
-from bot.triage.entities import query_text
+from bot.knowledge.embeddings import Embedder
 
 log = logging.getLogger(__name__)
 

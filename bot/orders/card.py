@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.deliveries import HandoffCard
-from bot.domain import OrderCheck
+from bot.domain.deliveries import HandoffCard
+from bot.domain.types import OrderCheck
 
 _CHECKS = {OrderCheck.NOT_FOUND: "not found in the CRM", OrderCheck.UNAVAILABLE: "CRM unavailable, status unknown"}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from bot.domain import Analysis, Answer, Match
+from bot.domain.types import Analysis, Answer, Match
 
 
 def with_orders(analysis: Analysis, earlier: Sequence[str]) -> Analysis:

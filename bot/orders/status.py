@@ -14,11 +14,11 @@ import logging
 from collections.abc import Callable
 from datetime import date
 
-from bot.domain import Answer, OrderCheck, OrderFacts
-from bot.llm.compensation import CompensationPolicy
-from bot.llm.orders import Order
+from bot.brain.llm.compensation import CompensationPolicy
+from bot.domain.types import Answer, OrderCheck, OrderFacts
+from bot.orders.order import Order
 from bot.ports import CRMUnavailable, OrderLookup
-from bot.texts import Texts
+from bot.prompts.texts import Texts
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ def table(model: type[SQLModel]) -> Table:
 
 
 def _json(empty: type[dict[str, Any]] | type[list[Any]] = dict) -> Any:
-    # The column default too: plain inserts (the desk's, bot.journal's) do not build models.
+    # The column default too: plain inserts (the desk's, bot.delivery.journal's) do not build models.
     return Field(default_factory=empty, sa_column=Column(JSON, nullable=False, default=empty))
 
 
@@ -68,7 +68,7 @@ class Message(SQLModel, table=True):
 class Handoff(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     conversation_id: int = Field(foreign_key="conversation.id", index=True)
-    status: str = Field(default="open", max_length=16)  # a bot.lifecycle.Draft
+    status: str = Field(default="open", max_length=16)  # a bot.domain.lifecycle.Draft
     question: str = ""  # the customer message that was handed off
     topic: str | None = Field(default=None, max_length=128)
     sentiment: str = Field(default="neutral", max_length=16)

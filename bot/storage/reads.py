@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 from sqlmodel import col, select
 
-from bot.domain import ActionResult, Author
+from bot.domain.types import ActionResult, Author
 from bot.storage.models import Conversation, Customer, Message
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlite3
 from datetime import date, timedelta
 
-from bot.llm.orders import Order
+from bot.orders.order import Order
 from bot.ports import CRMUnavailable
 
 # order id, customer, status, promised (days from today), delivered (days from today or None), total

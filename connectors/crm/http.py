@@ -21,7 +21,7 @@ from urllib.parse import quote
 import aiohttp
 
 from bot.config import CRMSettings
-from bot.llm.orders import STATUSES, Order
+from bot.orders.order import STATUSES, Order
 from bot.ports import CRMUnavailable
 
 log = logging.getLogger(__name__)

@@ -13,10 +13,10 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.conversations import Conversations
-from bot.domain import ActionResult
-from bot.operators import OperatorActions
-from bot.replies import DraftPost, OperatorReplies
+from bot.domain.types import ActionResult
+from bot.operators.actions import OperatorActions
+from bot.operators.conversations import Conversations
+from bot.operators.replies import DraftPost, OperatorReplies
 from connectors.slack import cards
 from connectors.slack.access import REFUSED, OperatorDirectory, tell
 from connectors.slack.refs import split_ref

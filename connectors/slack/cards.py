@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.conversations import CardState
-from bot.deliveries import CustomerMessage, DraftDone, HandoffCard, read
+from bot.domain.deliveries import CustomerMessage, DraftDone, HandoffCard, read
+from bot.operators.conversations import CardState
 from bot.orders.card import order_fields
 from connectors.slack.text import clip, escape, quote
 

@@ -9,7 +9,7 @@ from typing import Any
 from slack_bolt.async_app import AsyncAck, AsyncRespond
 
 from bot.config import SlackSettings
-from bot.conversations import Conversations
+from bot.operators.conversations import Conversations
 from connectors.slack.access import OperatorDirectory
 from connectors.slack.stats import HELP, REFUSED, USAGE, StatsCommand
 

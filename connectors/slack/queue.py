@@ -1,6 +1,6 @@
 """The operator queue in Slack: the `OperatorConsole` that posts and updates cards, drafts and notices.
 
-The core (bot.queue) decides what to show and when; this module only turns it into Slack calls. A 429, 5xx or
+The core (bot.operators.queue) decides what to show and when; this module only turns it into Slack calls. A 429, 5xx or
 network error raises `RetryLater` (the outbox tries again, as long as Slack asked when it did say).
 """
 
@@ -16,8 +16,8 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import SlackSettings
-from bot.conversations import CardState
-from bot.deliveries import CustomerMessage, DraftDone, HandoffCard
+from bot.domain.deliveries import CustomerMessage, DraftDone, HandoffCard
+from bot.operators.conversations import CardState
 from bot.ports import RetryLater
 from connectors.slack import cards
 from connectors.slack.access import DirectoryUnavailable

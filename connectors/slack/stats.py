@@ -15,7 +15,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bot.config import Settings
-from bot.domain import Reason
+from bot.domain.types import Reason
 from connectors.slack.cards import Blocks
 from connectors.slack.text import clip, escape
 

@@ -1,6 +1,6 @@
 """Messages in a conversation's thread: an operator's reply, note, edit or deletion, turned into calls of the core.
 
-What a reply does (notes, corrections, who joined, first response) is bot.replies'; this module reads Slack's
+What a reply does (notes, corrections, who joined, first response) is bot.operators.replies'; this module reads Slack's
 events and tells the operator what the core answered, as an ephemeral only they see.
 """
 
@@ -10,8 +10,8 @@ from typing import Any
 
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.conversations import Conversations, ConversationView
-from bot.replies import OperatorReplies, Outcome
+from bot.operators.conversations import Conversations, ConversationView
+from bot.operators.replies import OperatorReplies, Outcome
 from connectors.slack.access import REFUSED, OperatorDirectory, tell
 from connectors.slack.refs import thread_ref
 from connectors.slack.text import to_plain

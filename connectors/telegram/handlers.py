@@ -2,7 +2,7 @@
 
 Everything a customer says goes to the desk (which stores it once, answers or hands off, and queues
 the reply in the outbox); the connector's own notices (greeting, help, rate limit, "can't take a
-poll") go through the core's notices (bot.notices), keyed by the update so a redelivered one queues them once.
+poll") go through the core's notices (bot.delivery.notices), keyed by the update so a redelivered one queues them once.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from aiogram.filters import Command, CommandStart, Filter
 from aiogram.types import CallbackQuery, Message, TelegramObject
 
 from bot.app import App
-from bot.domain import FeedbackKind, Inbound
+from bot.domain.types import FeedbackKind, Inbound
 from connectors.telegram.inbound import CHANNEL, UNSUPPORTED, clean, content_of, language_of, name_of, to_inbound
 from connectors.telegram.keyboards import ACTIONS, Press
 from connectors.telegram.limits import RateLimiter, Verdict

@@ -10,7 +10,7 @@ import re
 
 from aiogram.types import Message, User
 
-from bot.domain import Attachment, Inbound
+from bot.domain.types import Attachment, Inbound
 
 CHANNEL = "telegram"
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
-from bot.texts import Texts
+from bot.prompts.texts import Texts
 
 
 class Press(CallbackData, prefix="rd"):

@@ -25,9 +25,9 @@ from aiogram.exceptions import (
 )
 from aiogram.types import InlineKeyboardMarkup, LinkPreviewOptions
 
-from bot.deliveries import Buttons, CustomerText, DeliveryKind, read
+from bot.domain.deliveries import Buttons, CustomerText, DeliveryKind, read
 from bot.ports import Outgoing, RetryLater, Undeliverable
-from bot.texts import Texts
+from bot.prompts.texts import Texts
 from connectors.telegram.keyboards import csat_keyboard, feedback_keyboard
 from connectors.telegram.render import plain, render
 
