@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from sqlalchemy.exc import StatementError
 
 from bot.domain.lifecycle import DRAFT_TRANSITIONS, Draft, Move, Refused, advance, allowed, may_claim, settle_draft
 from bot.domain.types import State
+from bot.storage.db import create_engine, migrate, sessions
+from bot.storage.models import Conversation, Customer
 
 B, W, OP, R = State.BOT, State.WAITING_OPERATOR, State.OPERATOR, State.RESOLVED
 
@@ -48,3 +53,29 @@ def test_a_draft_is_settled_once(status: Draft, to: Draft) -> None:
     else:
         with pytest.raises(ValueError):
             settle_draft(status, to)
+
+
+async def test_states_are_stored_as_their_enum_and_nothing_outside_the_table_is_written(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'states.db'}")
+    await migrate(engine)
+    factory = sessions(engine)
+    try:
+        async with factory() as session, session.begin():
+            customer = Customer(channel="telegram", chat_id="1")
+            session.add(customer)
+            await session.flush()
+            conversation = Conversation(customer_id=customer.id or 0, state=State.OPERATOR)
+            session.add(conversation)
+        async with factory() as session:
+            stored = await session.get(Conversation, conversation.id)
+            assert stored is not None and stored.state is State.OPERATOR
+        with pytest.raises(StatementError, match="'lost' is not a valid State"):
+            async with factory() as session, session.begin():
+                stored = await session.get(Conversation, conversation.id)
+                assert stored is not None
+                stored.state = "lost"  # type: ignore[assignment]
+        async with factory() as session:
+            stored = await session.get(Conversation, conversation.id)
+            assert stored is not None and stored.state is State.OPERATOR
+    finally:
+        await engine.dispose()

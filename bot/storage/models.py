@@ -6,8 +6,12 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, Table, UniqueConstraint
+from sqlalchemy import JSON, Column, Dialect, Index, String, Table, UniqueConstraint
+from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
+
+from bot.domain.lifecycle import Draft
+from bot.domain.types import State
 
 
 def utcnow() -> datetime:
@@ -18,6 +22,24 @@ def table(model: type[SQLModel]) -> Table:
     """A model's table, for plain statements where ORM objects cost too much (the desk's per-message writes)."""
     found: Table = model.__table__  # type: ignore[attr-defined]
     return found
+
+
+class EnumText(TypeDecorator[StrEnum]):
+    """A closed set of states stored as its text (the column stays VARCHAR: no migration), read back as the
+    enum; writing a value outside the set fails before it reaches the database."""
+
+    impl = String
+    cache_ok = True
+
+    def __init__(self, enum: type[StrEnum], length: int) -> None:
+        super().__init__(length)
+        self.enum = enum
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
+        return None if value is None else str(self.enum(value))
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> StrEnum | None:
+        return None if value is None else self.enum(value)
 
 
 def _json(empty: type[dict[str, Any]] | type[list[Any]] = dict) -> Any:
@@ -40,7 +62,7 @@ class Customer(SQLModel, table=True):
 class Conversation(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     customer_id: int = Field(foreign_key="customer.id", index=True)
-    state: str = Field(default="bot", max_length=32, index=True)
+    state: State = Field(default=State.BOT, sa_type=EnumText(State, 32), index=True)
     topic: str | None = Field(default=None, max_length=128)
     priority: str = Field(default="normal", max_length=16)
     operator: str | None = Field(default=None, max_length=128)
@@ -68,7 +90,7 @@ class Message(SQLModel, table=True):
 class Handoff(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     conversation_id: int = Field(foreign_key="conversation.id", index=True)
-    status: str = Field(default="open", max_length=16)  # a bot.domain.lifecycle.Draft
+    status: Draft = Field(default=Draft.OPEN, sa_type=EnumText(Draft, 16))
     question: str = ""  # the customer message that was handed off
     topic: str | None = Field(default=None, max_length=128)
     sentiment: str = Field(default="neutral", max_length=16)
@@ -123,7 +145,7 @@ class Delivery(SQLModel, table=True):
     kind: str = Field(max_length=32)
     payload: dict[str, Any] = _json()
     dedup_key: str | None = Field(default=None, max_length=128, unique=True)
-    status: str = Field(default=DeliveryStatus.PENDING, max_length=16)  # a DeliveryStatus
+    status: DeliveryStatus = Field(default=DeliveryStatus.PENDING, sa_type=EnumText(DeliveryStatus, 16))
     attempts: int = 0
     next_attempt_at: datetime = Field(default_factory=utcnow)
     last_error: str = ""
