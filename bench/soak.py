@@ -42,6 +42,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import aiohttp
@@ -126,11 +127,15 @@ class Worker:
     log: Path
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    core: int | None = None  # the one CPU it may run on (a worker per core), or any
 
     def start(self) -> None:
         env = {**self.env, "RELAYDESK__SERVER__PORT": str(self.port)}
+        pin = None if self.core is None else partial(os.sched_setaffinity, 0, {self.core})
         with self.log.open("ab") as out:
-            self.process = subprocess.Popen([str(BIN / "relaydesk"), "run"], env=env, stdout=out, stderr=out)
+            self.process = subprocess.Popen(
+                [str(BIN / "relaydesk"), "run"], env=env, stdout=out, stderr=out, preexec_fn=pin
+            )
 
     def kill(self) -> None:
         assert self.process is not None
@@ -573,6 +578,11 @@ async def main() -> None:
     parser.add_argument("--scaling-share", type=float, default=0.15, help="share of messages in each scaling phase")
     parser.add_argument("--quick", action="store_true", help="600 messages from 60 customers: a smoke run")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="a worker per core: worker n runs on CPU n-1 only (one worker alone uses more than a core otherwise)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.messages, args.customers = 600, 60
@@ -618,7 +628,11 @@ async def main() -> None:
         "RELAYDESK__SLACK__API_BASE": slack.base_url,
         "RELAYDESK__SLACK__QUEUE_CHANNEL": QUEUE,
     }
-    workers = [Worker(f"worker-{n}", env, work / f"worker-{n}.log") for n in (1, 2)]
+    cores = sorted(os.sched_getaffinity(0))
+    workers = [
+        Worker(f"worker-{n}", env, work / f"worker-{n}.log", core=cores[(n - 1) % len(cores)] if args.pin else None)
+        for n in (1, 2)
+    ]
     for worker in workers:
         worker.env = {**env, "RELAYDESK__TELEGRAM__WEBHOOK_URL": f"http://127.0.0.1:{worker.port}/telegram/webhook"}
     try:
