@@ -232,20 +232,13 @@ class OperatorActions:
         return self._done("resolved", conversation_id)
 
     def _resolve(self, conversation_id: int, operator: str, session: Session) -> Learned | ActionResult | None:
-        found = load(session, conversation_id)
+        found = self._leave_operator(session, conversation_id, operator, Move.RESOLVE, "already resolved")
         if isinstance(found, ActionResult):
             return found
         conversation, customer = found
-        if not allowed(conversation.state, Move.RESOLVE):
-            return ActionResult(False, "already resolved", conversation_id)
-        conversation.state = advance(conversation.state, Move.RESOLVE)
-        conversation.resolved_at = conversation.updated_at = utcnow()
+        conversation.resolved_at = conversation.updated_at
         conversation.operator = conversation.operator or operator
-        resolved = self._texts.render("resolved", customer.language)
-        send_to_customer(session, customer, conversation_id, resolved, buttons=Buttons.CSAT)
-        record_event(session, conversation_id, EventType.RESOLVED, operator=operator)
-        expire_drafts(session, conversation_id)
-        self._queue_state(session, conversation)
+        self._tell(session, conversation, customer, operator, "resolved", EventType.RESOLVED, Buttons.CSAT)
         # Taught before the resolution: the very answer the operator approved stays approved.
         return learned_case(session, conversation_id, customer.language)
 
@@ -254,21 +247,46 @@ class OperatorActions:
         return refused or self._done("returned to the bot", conversation_id)
 
     def _return_to_bot(self, conversation_id: int, operator: str, session: Session) -> ActionResult | None:
-        found = load(session, conversation_id)
+        found = self._leave_operator(session, conversation_id, operator, Move.RETURN_TO_BOT, "the bot already has it")
         if isinstance(found, ActionResult):
             return found
         conversation, customer = found
-        if not allowed(conversation.state, Move.RETURN_TO_BOT):
-            return ActionResult(False, "the bot already has it", conversation_id)
-        conversation.state = advance(conversation.state, Move.RETURN_TO_BOT)
         conversation.operator = None
-        conversation.updated_at = utcnow()
-        returned = self._texts.render("returned_to_bot", customer.language)
-        send_to_customer(session, customer, conversation_id, returned)
-        record_event(session, conversation_id, EventType.RETURNED_TO_BOT, operator=operator)
-        expire_drafts(session, conversation_id)
-        self._queue_state(session, conversation)
+        self._tell(session, conversation, customer, operator, "returned_to_bot", EventType.RETURNED_TO_BOT)
         return None
+
+    @staticmethod
+    def _leave_operator(
+        session: Session, conversation_id: int, operator: str, move: Move, refusal: str
+    ) -> tuple[Conversation, Customer] | ActionResult:
+        """The conversation moved on by `move` (resolve, return to the bot), or why it cannot be."""
+        found = load(session, conversation_id)
+        if isinstance(found, ActionResult):
+            return found
+        conversation, _ = found
+        if not allowed(conversation.state, move):
+            return ActionResult(False, refusal, conversation_id)
+        conversation.state = advance(conversation.state, move)
+        conversation.updated_at = utcnow()
+        return found
+
+    def _tell(
+        self,
+        session: Session,
+        conversation: Conversation,
+        customer: Customer,
+        operator: str,
+        text: str,
+        event: EventType,
+        buttons: Buttons = Buttons.NONE,
+    ) -> None:
+        """What follows a move away from the operator: the customer told, the event logged, the open drafts
+        expired (their question is settled), the queue's card updated."""
+        assert conversation.id is not None
+        send_to_customer(session, customer, conversation.id, self._texts.render(text, customer.language), buttons)
+        record_event(session, conversation.id, event, operator=operator)
+        expire_drafts(session, conversation.id)
+        self._queue_state(session, conversation)
 
     # -- learning and the customer's buttons ------------------------------------------------------
 
