@@ -79,18 +79,16 @@ class Analyzer:
         matches, confidence, margin = rank_topics(hits, probabilities)
         topic = matches[0].article_id if matches else None
         near = similarity(hits, topic)
-        trained = self._sentiment is not None and vector is not None
-        if trained:
-            assert self._sentiment is not None and vector is not None
+        if self._sentiment is not None and vector is not None:
             sentiment = self._sentiment.score(vector, text, language)
+            may_praise = escalation is None  # read by the trained head only: the lexicon's scores are not on its scale
         else:
-            sentiment = score_sentiment(text, language)
+            sentiment, may_praise = score_sentiment(text, language), False
         human = wants_human(text)
         rank = priority(sentiment.score, text, human)
         if escalation is not None and _RANK[escalation.priority] > _RANK[rank]:
             rank = escalation.priority
-        # Praise is read by the trained head only: the lexicon's scores are not on its scale.
-        praise = trained and escalation is None and not human and is_praise(text, sentiment.score)
+        praise = may_praise and not human and is_praise(text, sentiment.score)
         return Analysis(
             language=language,
             topic=topic,
