@@ -76,9 +76,7 @@ class App:
         channel = self.desk.queue_channel
         self.conversations = Conversations(self.transactions)
         self.queue = OperatorQueue(self.transactions, self.conversations, self.outbox, channel)
-        self.replies = OperatorReplies(
-            self.operators, self.transactions, self.conversations, self.texts, self.outbox, channel, self.settings.slack
-        )
+        self.replies = OperatorReplies(self.operators, self.conversations, self.texts, channel, self.settings.slack)
         self.notices = CustomerNotices(self.outbox, self.texts)
 
     async def report(self, since: datetime) -> dict[str, Any]:

@@ -10,6 +10,7 @@ rules in drafts.py (all in this package).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,10 @@ from bot.storage.reads import load
 if TYPE_CHECKING:  # only the type: without an LLM, langchain is never imported
     from bot.brain.llm.judge import ReplyJudge
     from bot.brain.triage.examples import TriageExamples
+
+
+AlsoWrite = Callable[[Session], object]
+"""A console's follow-up written in the action's own transaction (the card's first response, the draft's post)."""
 
 
 @dataclass(frozen=True)
@@ -93,11 +98,12 @@ class OperatorActions:
         dedup_key: str | None = None,
         handoff_id: int | None = None,
         announce: bool = False,
+        also: AlsoWrite | None = None,
     ) -> ActionResult:
         text = text.strip()
         if not text:
             return ActionResult(False, "empty reply", conversation_id)
-        work = partial(self._reply, conversation_id, operator, text, dedup_key, handoff_id, announce)
+        work = partial(self._reply, conversation_id, operator, text, dedup_key, handoff_id, announce, also)
         try:
             sent = await self._transactions.run(work)
         except IntegrityError:  # the same button, pressed twice at once: the dedup key let one through
@@ -120,6 +126,7 @@ class OperatorActions:
         dedup_key: str | None,
         handoff_id: int | None,
         announce: bool,
+        also: AlsoWrite | None,
         session: Session,
     ) -> _Sent | ActionResult:
         found = load(session, conversation_id)
@@ -160,6 +167,8 @@ class OperatorActions:
         if handoff_id is not None:  # the draft goes out with this reply: sent in the same transaction
             self._settle_sent(session, handoff_id, operator, text)
         session.flush()
+        if also is not None:
+            also(session)
         assert message.id is not None
         return _Sent(message.id, event_id, quality, asked)
 
@@ -185,7 +194,12 @@ class OperatorActions:
     # -- drafts -----------------------------------------------------------------------------------
 
     async def send_draft(
-        self, handoff_id: int, operator: str, text: str | None = None, announce: bool = False
+        self,
+        handoff_id: int,
+        operator: str,
+        text: str | None = None,
+        announce: bool = False,
+        also: AlsoWrite | None = None,
     ) -> ActionResult:
         """Send the AI draft (or the operator's edit of it) once, however many times it is clicked."""
 
@@ -201,26 +215,27 @@ class OperatorActions:
         if not body:
             return ActionResult(False, "the draft is empty: reply in your own words", handoff.conversation_id)
         dedup_key = f"handoff:{handoff_id}:send"
-        result = await self.reply(handoff.conversation_id, operator, body, dedup_key, handoff_id, announce)
-        return result
+        return await self.reply(handoff.conversation_id, operator, body, dedup_key, handoff_id, announce, also)
 
     async def draft_refusal(self, handoff_id: int) -> str | None:
         """Why the draft can no longer be sent or edited, as the operator is told; None while it is open."""
         return await self._transactions.run(partial(unsendable, handoff_id=handoff_id))
 
-    async def discard_draft(self, handoff_id: int, operator: str) -> ActionResult:
+    async def discard_draft(self, handoff_id: int, operator: str, also: AlsoWrite | None = None) -> ActionResult:
         def work(session: Session) -> int | None:
             handoff = session.get(Handoff, handoff_id)
             if handoff is None or handoff.status != Draft.OPEN:
                 return None
             handoff.status = settle_draft(handoff.status, Draft.DISCARDED)
             record_event(session, handoff.conversation_id, EventType.DRAFT_DISCARDED, operator)
+            if also is not None:
+                also(session)
             return handoff.conversation_id
 
         conversation_id = await self._transactions.run(work)
         if conversation_id is None:
             return ActionResult(False, "nothing to discard")
-        return ActionResult(True, "draft discarded", conversation_id)
+        return self._done("draft discarded", conversation_id)
 
     # -- resolution -------------------------------------------------------------------------------
 

@@ -16,14 +16,13 @@ from typing import Protocol
 
 from sqlalchemy.orm import Session
 
-from bot.delivery.outbox import Outbox, enqueue
+from bot.delivery.outbox import enqueue
 from bot.domain.deliveries import DeliveryKind, DraftDone, StateChange
 from bot.domain.types import ActionResult
 from bot.operators.actions import OperatorActions
 from bot.operators.conversations import Conversations, first_replies, latest_handoff_at
 from bot.operators.quality import describe
 from bot.prompts.texts import Texts
-from bot.storage.db import Transactions
 
 ALREADY_SENT = "already sent"  # a replayed event or a second press: nothing to tell
 
@@ -59,18 +58,14 @@ class OperatorReplies:
     def __init__(
         self,
         actions: OperatorActions,
-        transactions: Transactions,
         conversations: Conversations,
         texts: Texts,
-        outbox: Outbox,
         queue_channel: str,
         rules: ReplyRules,
     ) -> None:
         self._actions = actions
-        self._transactions = transactions
         self._conversations = conversations
         self._texts = texts
-        self._outbox = outbox
         self._queue = queue_channel
         self._rules = rules
 
@@ -89,9 +84,14 @@ class OperatorReplies:
             note = text[len(self._rules.note_prefix) :].strip()
             return Outcome(await self._actions.note(conversation_id, operator, note))
         result = await self._actions.reply(
-            conversation_id, operator, text, dedup_key, announce=self._rules.show_operator_name
+            conversation_id,
+            operator,
+            text,
+            dedup_key,
+            announce=self._rules.show_operator_name,
+            also=partial(_first_response, self._queue, conversation_id),
         )
-        return await self._after(result, "Not sent")
+        return self._after(result, "Not sent")
 
     async def edit(self, conversation_id: int, operator: str, new: str, age_s: float, dedup_key: str | None) -> Outcome:
         """An operator changed a reply `age_s` after sending it (check `is_correction` first)."""
@@ -102,7 +102,10 @@ class OperatorReplies:
         conversation = await self._conversations.get(conversation_id)
         language = conversation.language if conversation and conversation.language else self._texts.default_language
         correction = self._texts.render("operator_correction", language, text=new)
-        return await self._after(await self._actions.reply(conversation_id, operator, correction, dedup_key), refused)
+        also = partial(_first_response, self._queue, conversation_id)
+        return self._after(
+            await self._actions.reply(conversation_id, operator, correction, dedup_key, also=also), refused
+        )
 
     async def claim(self, conversation_id: int, operator: str) -> ActionResult:
         return await self._actions.claim(conversation_id, operator, announce=self._rules.show_operator_name)
@@ -112,49 +115,48 @@ class OperatorReplies:
     async def send_draft(
         self, handoff_id: int, operator: str, text: str | None = None, post: DraftPost | None = None
     ) -> Outcome:
-        """Send the draft, or `text` (the operator's edit of it); `post` is then marked sent."""
+        """Send the draft, or `text` (the operator's edit of it); `post` is then marked sent, in the same
+        transaction as the reply."""
         draft = await self._conversations.draft(handoff_id)
-        result = await self._actions.send_draft(handoff_id, operator, text, announce=self._rules.show_operator_name)
+        also = None
+        if draft is not None:
+            sent = (text if text is not None else draft.text).strip()
+            done = self._draft_done(draft.conversation_id, post, "sent", operator, sent, sent != draft.text.strip())
+            also = partial(_follow_ups, self._queue, draft.conversation_id, done)
+        result = await self._actions.send_draft(
+            handoff_id, operator, text, announce=self._rules.show_operator_name, also=also
+        )
         if not result.ok:
             return Outcome(result, f"{'Nothing done' if text is None else 'Not sent'}: {result.message}.")
-        if result.conversation_id is not None:
-            await self._first_response(result.conversation_id)
-        if post is not None and draft is not None:
-            sent = (text if text is not None else draft.text).strip()
-            await self._draft_done(result, post, "sent", operator, sent, edited=sent != draft.text.strip())
         return Outcome(result)
 
     async def discard_draft(self, handoff_id: int, operator: str, post: DraftPost | None = None) -> Outcome:
-        result = await self._actions.discard_draft(handoff_id, operator)
+        draft = await self._conversations.draft(handoff_id) if post is not None else None
+        done = draft and self._draft_done(draft.conversation_id, post, "discarded", operator, "", edited=False)
+        also = partial(_enqueue_draft_done, self._queue, done) if done else None
+        result = await self._actions.discard_draft(handoff_id, operator, also=also)
         if not result.ok:
             return Outcome(result, f"Nothing done: {result.message}.")
-        if post is not None:
-            await self._draft_done(result, post, "discarded", operator, "", edited=False)
         return Outcome(result)
 
     # -- helpers ----------------------------------------------------------------------------------
 
-    async def _after(self, result: ActionResult, refused: str) -> Outcome:
+    @staticmethod
+    def _after(result: ActionResult, refused: str) -> Outcome:
         if not result.ok:  # the operator hears why, but not of a replayed event
             return Outcome(result, None if result.message == ALREADY_SENT else f"{refused}: {result.message}.")
-        if result.conversation_id is not None:
-            await self._first_response(result.conversation_id)
         # coaching for the operator who replied; the customer never sees it
         return Outcome(result, describe(result.quality) if result.quality else None)
 
-    async def _first_response(self, conversation_id: int) -> None:
-        """The card shows the first response time: refresh it when the first reply went out."""
-        if await self._transactions.run(partial(_first_response, self._queue, conversation_id)):
-            self._outbox.wake()
-
-    async def _draft_done(
-        self, result: ActionResult, post: DraftPost, status: str, operator: str, text: str, edited: bool
-    ) -> None:
-        """Queue the update of the draft's message (Sent by … / Discarded by …) behind the reply itself."""
-        if not post.ts or result.conversation_id is None:
-            return
-        done = DraftDone(
-            conversation_id=result.conversation_id,
+    @staticmethod
+    def _draft_done(
+        conversation_id: int, post: DraftPost | None, status: str, operator: str, text: str, edited: bool
+    ) -> DraftDone | None:
+        """The update of the draft's message (Sent by … / Discarded by …), when a console posted it."""
+        if post is None or not post.ts:
+            return None
+        return DraftDone(
+            conversation_id=conversation_id,
             channel=post.channel,
             ts=post.ts,
             status=status,
@@ -162,16 +164,21 @@ class OperatorReplies:
             text=text,
             edited=edited,
         )
-        kind, conversation_id = DeliveryKind.DRAFT_DONE, result.conversation_id
-        await self._transactions.run(
-            partial(enqueue, channel=self._queue, kind=kind, payload=done, conversation_id=conversation_id)
-        )
-        self._outbox.wake()
 
 
-def _first_response(queue: str, conversation_id: int, session: Session) -> bool:
+def _follow_ups(queue: str, conversation_id: int, done: DraftDone | None, session: Session) -> None:
+    """After a draft went out: the card's first response, then the draft's own message (behind the reply)."""
+    _first_response(queue, conversation_id, session)
+    if done is not None:
+        _enqueue_draft_done(queue, done, session)
+
+
+def _enqueue_draft_done(queue: str, done: DraftDone, session: Session) -> None:
+    enqueue(session, queue, DeliveryKind.DRAFT_DONE, done, done.conversation_id)
+
+
+def _first_response(queue: str, conversation_id: int, session: Session) -> None:
+    """The card shows the first response time: refreshed when this reply is the first since the handoff."""
     handoff_at = latest_handoff_at(session, conversation_id)
-    if handoff_at is None or len(first_replies(session, conversation_id, handoff_at)) != 1:
-        return False
-    enqueue(session, queue, DeliveryKind.STATE, StateChange(conversation_id=conversation_id), conversation_id)
-    return True
+    if handoff_at is not None and len(first_replies(session, conversation_id, handoff_at)) == 1:
+        enqueue(session, queue, DeliveryKind.STATE, StateChange(conversation_id=conversation_id), conversation_id)
