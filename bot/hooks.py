@@ -23,3 +23,23 @@ def notify(hooks: Iterable[Hook], message: str) -> None:
                 task.add_done_callback(_background.discard)
         except Exception:
             log.exception("a hook failed")
+
+
+class RepeatedFailure:
+    """A failure a poll meets again and again, said once (logged with its traceback, told to the hooks)
+    until it clears."""
+
+    def __init__(self, logger: logging.Logger, subject: str, hooks: list[Hook]) -> None:
+        self._log = logger
+        self._subject = subject  # what the log line starts with
+        self._hooks = hooks  # the owner's list: hooks added later are told too
+        self.message: str | None = None  # the failure being said, None once it cleared
+
+    def report(self, message: str) -> None:
+        if message != self.message:
+            self._log.exception("%s: %s", self._subject, message)
+            notify(self._hooks, message)
+        self.message = message
+
+    def clear(self) -> None:
+        self.message = None

@@ -12,7 +12,7 @@ import asyncio
 import logging
 from pathlib import Path
 
-from bot.hooks import Hook, notify
+from bot.hooks import Hook, RepeatedFailure
 from bot.knowledge.index import KnowledgeIndex
 from bot.knowledge.published import Published, PublishedKnowledge
 from bot.knowledge.version import VersionError, read_version
@@ -28,7 +28,7 @@ class KnowledgeFollower:
         self.interval_s = interval_s
         self._seen: Published | None = None
         self._error_hooks: list[Hook] = []
-        self._failure: str | None = None
+        self._failure = RepeatedFailure(log, "knowledge", self._error_hooks)
 
     @property
     def published(self) -> Published | None:
@@ -56,13 +56,12 @@ class KnowledgeFollower:
         try:
             await self._index.reload()
         except Exception as exc:  # e.g. Chroma is down: this worker keeps answering as before, and tries again
-            failure = f"Loading knowledge version {state and state.version} failed ({type(exc).__name__}: {exc})."
-            if failure != self._failure:
-                log.exception("knowledge: %s", failure)
-                notify(self._error_hooks, failure)
-            self._failure = failure
+            self._failure.report(
+                f"Loading knowledge version {state and state.version} failed ({type(exc).__name__}: {exc})."
+            )
             return False
-        was, self._seen, self._failure = self._seen, state, None
+        was, self._seen = self._seen, state
+        self._failure.clear()
         log.info("knowledge: now answering from version %s (was %s)", state and state.version, was and was.version)
         await asyncio.to_thread(self._compare, state)
         return True

@@ -12,7 +12,7 @@ import asyncio
 import logging
 from pathlib import Path
 
-from bot.hooks import Hook, notify
+from bot.hooks import Hook, RepeatedFailure, notify
 from bot.knowledge.articles import article_files
 from bot.knowledge.index import IngestReport, KnowledgeIndex
 
@@ -45,7 +45,7 @@ class KnowledgeWatcher:
         self._error_hooks: list[Hook] = []
         self._seen = folder_signature(root)  # taken before the start-up ingest: nothing edited since is missed
         self._reported: set[tuple[str, str]] = set()
-        self._failure: str | None = None
+        self._failure = RepeatedFailure(log, "knowledge", self._error_hooks)
 
     def on_error(self, hook: Hook) -> None:
         """Call `hook(message)` for each newly malformed file or a failed re-ingest."""
@@ -54,21 +54,18 @@ class KnowledgeWatcher:
     async def check(self) -> IngestReport | None:
         """Re-ingest if the folder changed since the last check (or since the watcher was made)."""
         current = await asyncio.to_thread(folder_signature, self._root)
-        if current == self._seen and self._failure is None:
+        if current == self._seen and self._failure.message is None:
             return None
         try:
             report = await self._index.ingest(self._root)
         except Exception as exc:  # e.g. the folder vanished or the embedder is down: retried every poll
-            failure = (
+            self._failure.report(
                 f"Re-indexing the knowledge folder failed ({type(exc).__name__}: {exc}); "
                 "the previous index still answers."
             )
-            if failure != self._failure:  # said once, not every poll
-                log.exception("knowledge: %s", failure)
-                notify(self._error_hooks, failure)
-            self._failure = failure
             return None
-        self._seen, self._failure = current, None
+        self._seen = current
+        self._failure.clear()
         log.info(
             "knowledge: re-ingested: %d added, %d updated, %d removed, %d skipped",
             report.added,
